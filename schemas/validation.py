@@ -128,14 +128,17 @@ def _to_record(
         errors.append("timestamp: before 2000-01-01 (Unix seconds expected, not ms?)")
     elif ts > received_at_us + max_future_us:
         errors.append("timestamp: too far in the future (Unix seconds expected, not ms?)")
-    method = ev.method.upper()
+    method = ev.method
+    if method not in HTTP_METHODS:
+        method = method.upper()
     if method not in HTTP_METHODS:
         errors.append(f"method: {_FRIENDLY_PATTERN_ERRORS['method']}")
     path = ev.path
     if "://" in path:
         path = "/" + path.split("://", 1)[1].partition("/")[2]
-    path = strip_query(path)
-    if not path.startswith("/"):
+    if "?" in path or "#" in path:
+        path = strip_query(path)
+    if path[0] != "/":
         errors.append("path: must start with '/'")
     if ev.latency_ms is not None:
         latency = ev.latency_ms
