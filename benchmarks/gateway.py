@@ -1,0 +1,284 @@
+"""Gateway throughput, end to end: ``python -m benchmarks.gateway``.
+
+Starts a private Kafka + PostgreSQL (temp folder, free ports; or $TURNSTILE_KAFKA_BOOTSTRAP
+and $TURNSTILE_DATABASE_URL), then ``turnstile gateway --workers 2``. A load client on
+127.0.0.1 (CLIENTS threads, keep-alive connections) posts gzip'd batches of 1,000 realistic
+events for DURATION_S seconds per run; a batch counts once the gateway answered 202, i.e.
+once Kafka acknowledged all of it (idempotent producer, acks=all, zstd). Baseline in the
+same run: a plain confluent-kafka producer with the gateway's configuration pushing the same
+encoded records from one process, flushed (the practical limit of the broker on this box).
+Figures are medians over RUNS runs.
+"""
+
+from __future__ import annotations
+
+import gzip
+import http.client
+import json
+import os
+import platform
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+from confluent_kafka import Producer
+
+from ingest_gateway.producer import producer_config
+from ingest_gateway.settings import GatewaySettings
+from schemas import keystore
+from schemas.codec import encode_records, record_key
+from schemas.keys import KeyKind
+from schemas.migrate import migrate
+from schemas.settings import KafkaSettings
+from schemas.validation import validate_batch
+from turnstile_cli.stack import LocalStack, StackConfig, ensure_topic, free_ports
+
+EVENTS_PER_BATCH = 1000
+BODIES = 20
+CLIENTS = int(os.environ.get("BENCH_CLIENTS", "8"))
+DURATION_S = float(os.environ.get("BENCH_DURATION_S", "10"))
+RUNS = int(os.environ.get("BENCH_RUNS", "3"))
+BASELINE_RECORDS = 300_000
+WORKERS = 2
+TARGET_EVENTS_PER_S = 150_000
+RESULTS = Path(__file__).resolve().parent / "results" / "gateway.json"
+
+_ENDPOINTS = ["/v1/users/{id}", "/v1/orders/{id}", "/v1/orders", "/v1/search", "/v1/items/{id}",
+              "/v1/payments/{id}/refunds", "/health", "/v1/users/{id}/settings"]
+_METHODS = ["GET", "GET", "GET", "POST", "PUT", "DELETE"]
+_AGENTS = ["Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/126.0 Safari/537.36",
+           "python-requests/2.32.3", "okhttp/4.12.0", "curl/8.5.0", "Go-http-client/1.1"]
+
+
+def realistic_bodies(rng: random.Random) -> list[list[dict]]:
+    now = time.time()
+    bodies = []
+    for b in range(BODIES):
+        events = []
+        for i in range(EVENTS_PER_BATCH):
+            endpoint = rng.choice(_ENDPOINTS)
+            path = endpoint.replace("{id}", str(rng.randint(1, 10**7)))
+            status = rng.choices([200, 201, 204, 400, 404, 429, 500], [80, 5, 3, 4, 5, 2, 1])[0]
+            events.append({
+                "event_id": f"{uuid.uuid4().hex}-{b}-{i}",
+                "timestamp": now - rng.random() * 5,
+                "method": rng.choice(_METHODS),
+                "path": path,
+                "endpoint": endpoint,
+                "status_code": status,
+                "latency_ms": round(rng.lognormvariate(3.0, 0.8), 3),
+                "request_bytes": rng.randint(0, 4000),
+                "response_bytes": rng.randint(50, 60_000),
+                "api_key": f"cust_{rng.randint(1, 1000):04d}",
+                "ip": f"203.0.{rng.randint(0, 255)}.{rng.randint(1, 254)}",
+                "user_agent": rng.choice(_AGENTS),
+            })
+        bodies.append(events)
+    return bodies
+
+
+def start_servers(root: Path) -> LocalStack:
+    kafka_port, controller_port, pg_port = free_ports(3)
+    local = LocalStack(StackConfig(
+        state_dir=root, kafka_port=kafka_port, kafka_controller_port=controller_port,
+        postgres_port=pg_port,
+        external_kafka=os.environ.get("TURNSTILE_KAFKA_BOOTSTRAP") or None,
+        external_database=os.environ.get("TURNSTILE_DATABASE_URL") or None,
+    ))
+    local.up(KafkaSettings(bootstrap=local.kafka_bootstrap), timeout=120.0)
+    return local
+
+
+def baseline(bootstrap: str, topic: str, keys: list[bytes], values: list[bytes]) -> float:
+    """Events/s of one plain producer with the gateway's settings, all records acked."""
+    settings = GatewaySettings(kafka=KafkaSettings(bootstrap=bootstrap, events_topic=topic))
+    producer = Producer(producer_config(settings))
+    failed = 0
+
+    def on_delivery(err, _msg) -> None:
+        nonlocal failed
+        if err is not None:
+            failed += 1
+
+    n = len(values)
+    started = time.perf_counter()
+    for i in range(BASELINE_RECORDS):
+        while True:
+            try:
+                producer.produce(topic, values[i % n], keys[i % n], on_delivery=on_delivery)
+                break
+            except BufferError:
+                producer.poll(0.01)
+        if i % 10_000 == 0:
+            producer.poll(0)
+    producer.flush(60)
+    elapsed = time.perf_counter() - started
+    if failed:
+        raise RuntimeError(f"baseline: {failed} records failed")
+    return BASELINE_RECORDS / elapsed
+
+
+def load(port: int, key: str, bodies: list[bytes], duration: float) -> dict:
+    """CLIENTS threads posting for ``duration`` s; accepted events/s and latency."""
+    stop = time.monotonic() + duration
+    latencies: list[float] = []
+    accepted = [0]
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def client(offset: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        headers = {"Content-Type": "application/json", "Content-Encoding": "gzip",
+                   "X-Api-Key": key}
+        mine, ok, i = [], 0, offset
+        while time.monotonic() < stop:
+            body = bodies[i % len(bodies)]
+            i += 1
+            t0 = time.perf_counter()
+            conn.request("POST", "/api/v1/events/batch", body=body, headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+            mine.append(time.perf_counter() - t0)
+            if resp.status == 202:
+                ok += json.loads(data)["accepted"]
+            else:
+                with lock:
+                    errors.append(f"{resp.status} {data[:100]!r}")
+        with lock:
+            latencies.extend(mine)
+            accepted[0] += ok
+        conn.close()
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(CLIENTS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+    return {
+        "events_per_s": accepted[0] / elapsed,
+        "p50_ms": statistics.median(latencies) * 1000,
+        "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000,
+        "requests": len(latencies),
+        "errors": len(errors),
+        "first_error": errors[0] if errors else None,
+    }
+
+
+def wait_ready(port: int, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("gateway exited")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("GET", "/readyz")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError("gateway not ready")
+
+
+def main() -> None:
+    root = Path(tempfile.mkdtemp(prefix="turnstile-bench-gw-"))
+    root.chmod(0o755)
+    local = start_servers(root / "stack")
+    gateway: subprocess.Popen | None = None
+    try:
+        migrate(local.database_url)
+        project = f"bench-{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(local.database_url, autocommit=True) as conn:
+            keystore.create_project(conn, project)
+            key = keystore.create_key(conn, project, KeyKind.WRITE, "bench").secret
+        topic = f"bench.gateway.{uuid.uuid4().hex[:8]}"
+        ensure_topic(local.kafka_bootstrap, topic, 12)
+
+        rng = random.Random(42)
+        events = realistic_bodies(rng)
+        raw = [json.dumps(b, separators=(",", ":")).encode() for b in events]
+        bodies = [gzip.compress(r, compresslevel=5) for r in raw]
+        batch = validate_batch(raw[0], project_id=project, received_at_us=time.time_ns() // 1000)
+        values = encode_records(batch.records)
+        rkeys = [record_key(project, r.api_key) for r in batch.records]
+
+        (port,) = free_ports(1)
+        env = {**os.environ, "TURNSTILE_KAFKA_BOOTSTRAP": local.kafka_bootstrap,
+               "TURNSTILE_KAFKA_EVENTS_TOPIC": topic,
+               "TURNSTILE_DATABASE_URL": local.database_url,
+               "TURNSTILE_STATE_DIR": str(root / "state"),
+               "TURNSTILE_GATEWAY_RATE_LIMIT_EVENTS_PER_S": "0"}
+        gateway = subprocess.Popen(
+            [sys.executable, "-c", "from turnstile_cli.main import app; app()", "gateway",
+             "--workers", str(WORKERS), "--port", str(port), "--log-level", "warning"],
+            env=env, stdin=subprocess.DEVNULL,
+        )
+        wait_ready(port, gateway)
+        load(port, key, bodies, 3.0)  # warm-up: connections, caches, producer metadata
+
+        runs = []
+        for _ in range(RUNS):
+            runs.append({"baseline_events_per_s": baseline(local.kafka_bootstrap, topic,
+                                                           rkeys, values),
+                         **load(port, key, bodies, DURATION_S)})
+    finally:
+        if gateway is not None:
+            gateway.terminate()
+            try:
+                gateway.wait(30)
+            except subprocess.TimeoutExpired:
+                gateway.kill()
+        local.down(timeout=30.0)
+        shutil.rmtree(root, ignore_errors=True)
+
+    med = {k: statistics.median(r[k] for r in runs)
+           for k in ("events_per_s", "p50_ms", "p99_ms", "baseline_events_per_s")}
+    ratio = med["events_per_s"] / med["baseline_events_per_s"]
+    result = {
+        "benchmark": "gateway",
+        "command": "python -m benchmarks.gateway",
+        "machine": {"cores": os.cpu_count(), "memory_gib": _memory_gib(),
+                    "python": platform.python_version(), "platform": platform.platform()},
+        "setup": {"workers": WORKERS, "clients": CLIENTS, "events_per_batch": EVENTS_PER_BATCH,
+                  "duration_s": DURATION_S, "runs": RUNS, "partitions": 12,
+                  "compression": "zstd", "acks": "all", "idempotent": True, "gzip_bodies": True},
+        "events_per_s": round(med["events_per_s"]),
+        "p50_ms": round(med["p50_ms"], 2),
+        "p99_ms": round(med["p99_ms"], 2),
+        "baseline_events_per_s": round(med["baseline_events_per_s"]),
+        "ratio_vs_baseline": round(ratio, 3),
+        "target_events_per_s": TARGET_EVENTS_PER_S,
+        "meets_target": med["events_per_s"] >= TARGET_EVENTS_PER_S and ratio >= 0.5,
+        "runs_detail": runs,
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"{'':34}{'events/s':>12}{'p50 ms':>10}{'p99 ms':>10}")
+    print(f"{'gateway, 2 workers (end to end)':34}{med['events_per_s']:>12,.0f}"
+          f"{med['p50_ms']:>10.1f}{med['p99_ms']:>10.1f}")
+    print(f"{'baseline: one plain producer':34}{med['baseline_events_per_s']:>12,.0f}")
+    print(f"ratio vs baseline {ratio:.2f}; target {TARGET_EVENTS_PER_S:,} events/s "
+          f"-> {'met' if result['meets_target'] else 'NOT met'}; errors "
+          f"{sum(r['errors'] for r in runs)}; -> {RESULTS}")
+
+
+def _memory_gib() -> float:
+    try:
+        return round(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30, 1)
+    except (ValueError, OSError):
+        return 0.0
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,186 @@
+"""HTTP routes: the batch ingestion endpoint, health, readiness and metrics.
+
+The ingestion handler runs the checks cheapest-first (key, headers, size, shape, count,
+rate limit) so a bad request costs little, validates with ``schemas.validation``, enriches,
+and answers 202 only after ``EventPublisher.publish`` saw Kafka acknowledge every record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Final
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from ingest_gateway import metrics
+from ingest_gateway.auth import Authenticator, DatabaseUnavailable, Denial, secret_from_headers
+from ingest_gateway.body import (
+    BodyProblem,
+    check_content_type,
+    check_declared_length,
+    decode_body,
+    encoding_of,
+)
+from ingest_gateway.enrich import Enricher, country_from_header
+from ingest_gateway.producer import EventPublisher, Unavailable
+from ingest_gateway.ratelimit import TokenBuckets, retry_after_header
+from ingest_gateway.settings import GatewaySettings
+from schemas.codec import encode_records, record_key
+from schemas.validation import BodyError, decode_incoming, validate_events
+
+BATCH_ID_REQUEST_HEADER: Final = "x-turnstile-batch-id"
+_BATCH_ID: Final = re.compile(r"^[A-Za-z0-9._:\-]{1,64}$")
+# gzip can make incompressible input slightly larger; allow that much over the cap on the wire.
+_WIRE_SLACK_BYTES: Final = 64 * 1024
+
+router = APIRouter()
+
+
+@dataclass(slots=True)
+class GatewayState:
+    """Per-worker objects, created in the app's lifespan (after the worker process started)."""
+
+    settings: GatewaySettings
+    publisher: EventPublisher
+    auth: Authenticator
+    buckets: TokenBuckets
+    enricher: Enricher
+    database_ready: Any  # Callable[[], bool], blocking
+
+
+def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        orjson.dumps(payload), status_code=status, media_type="application/json",
+        headers=headers,
+    )
+
+
+def _refuse(status: int, reason: str, message: str, **headers: str) -> Response:
+    metrics.REQUESTS_REJECTED.labels(reason).inc()
+    return _json(status, {"error": message}, {k.replace("_", "-"): v for k, v in headers.items()})
+
+
+def _unavailable(cause: str, message: str, retry_after_s: int) -> Response:
+    metrics.UNAVAILABLE.labels(cause).inc()
+    return _json(503, {"error": message}, {"Retry-After": str(retry_after_s)})
+
+
+async def _read_capped(request: Request, cap: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > cap:
+            raise BodyProblem(413, f"body larger than the limit of {cap} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+_DENIALS: Final = {
+    Denial.MISSING: (401, "missing key: send the write key in X-Api-Key or Authorization: Bearer"),
+    Denial.UNKNOWN: (401, "unknown or revoked key"),
+    Denial.NOT_WRITE: (403, "this key cannot write events: use a write key"),
+}
+
+
+@router.post("/api/v1/events/batch")
+async def ingest_batch(request: Request) -> Response:
+    """Validate, enrich and publish a batch; 202 only once Kafka holds every accepted event."""
+    state: GatewayState = request.app.state.gateway
+    cfg = state.settings
+    h = request.headers
+    try:
+        key = await state.auth.authenticate(
+            secret_from_headers(h.get("x-api-key"), h.get("authorization"))
+        )
+    except DatabaseUnavailable:
+        return _unavailable("database", "key store unreachable, retry later", cfg.retry_after_s)
+    if isinstance(key, Denial):
+        status, message = _DENIALS[key]
+        return _refuse(status, key.value, message, WWW_Authenticate="Bearer")
+
+    batch_id = h.get(BATCH_ID_REQUEST_HEADER) or uuid.uuid4().hex
+    if not _BATCH_ID.match(batch_id):
+        return _refuse(400, "bad_batch_id", "X-Turnstile-Batch-Id: 1-64 of [A-Za-z0-9._:-]")
+    try:
+        check_content_type(h.get("content-type"))
+        encoding = encoding_of(h.get("content-encoding"))
+        wire_cap = cfg.max_body_bytes + (_WIRE_SLACK_BYTES if encoding == "gzip" else 0)
+        check_declared_length(h.get("content-length"), wire_cap)
+        body = decode_body(await _read_capped(request, wire_cap), encoding, cfg.max_body_bytes)
+        items, count = decode_incoming(body)
+    except BodyProblem as problem:
+        reason = {413: "too_large", 415: "unsupported_media"}.get(problem.status, "bad_body")
+        return _refuse(problem.status, reason, problem.message)
+    except BodyError as exc:
+        return _refuse(400, "bad_body", str(exc))
+    if count > cfg.max_events:
+        return _refuse(
+            413, "too_many_events", f"{count} events in one request; the limit is {cfg.max_events}"
+        )
+    if count == 0:
+        return _refuse(400, "empty", "body: the batch holds no events")
+    wait_s = state.buckets.take(key.key_id, count, time.monotonic())
+    if wait_s > 0:
+        return _refuse(
+            429, "rate_limited", "ingest rate limit of this key exceeded",
+            Retry_After=retry_after_header(wait_s),
+        )
+
+    batch = validate_events(items, project_id=key.project_id, received_at_us=time.time_ns() // 1000)
+    rejected = batch.rejected
+    if rejected:
+        metrics.EVENTS_REJECTED.labels("invalid").inc(len(rejected))
+    records = batch.records
+    if not records:
+        metrics.REQUESTS_REJECTED.labels("no_valid_event").inc()
+        return _json(400, {"error": "no valid event in the batch", "accepted": 0,
+                           "rejected": rejected})
+    header_country = (
+        country_from_header(h.get(cfg.country_header)) if cfg.country_header else None
+    )
+    state.enricher.enrich(
+        records, project_id=key.project_id, privacy=key.ip_privacy, header_country=header_country
+    )
+    project = key.project_id
+    keys = [record_key(project, r.api_key) for r in records]
+    started = time.perf_counter()
+    try:
+        await state.publisher.publish(keys, encode_records(records), batch_id)
+    except Unavailable as exc:
+        return _unavailable(exc.cause, exc.detail, cfg.retry_after_s)
+    metrics.PUBLISH_SECONDS.observe(time.perf_counter() - started)
+    metrics.EVENTS_ACCEPTED.inc(len(records))
+    return _json(202, {"accepted": len(records), "rejected": rejected})
+
+
+@router.get("/healthz")
+async def healthz() -> Response:
+    """The process is up (liveness)."""
+    return _json(200, {"status": "ok"})
+
+
+@router.get("/readyz")
+async def readyz(request: Request) -> Response:
+    """Kafka and PostgreSQL both answer (readiness); 503 names what is missing."""
+    state: GatewayState = request.app.state.gateway
+    kafka_ok, db_ok = await asyncio.gather(
+        asyncio.to_thread(state.publisher.reachable, 2.0),
+        asyncio.to_thread(state.database_ready),
+    )
+    body = {"kafka": "ok" if kafka_ok else "unreachable",
+            "postgres": "ok" if db_ok else "unreachable"}
+    return _json(200 if kafka_ok and db_ok else 503, body)
+
+
+@router.get("/metrics")
+async def prometheus_metrics() -> Response:
+    """Prometheus exposition (all workers' samples in multiprocess mode)."""
+    payload, content_type = metrics.render()
+    return Response(payload, media_type=content_type)
