@@ -1,0 +1,226 @@
+"""Query API latency on a month of minute data: ``python -m benchmarks.query_api``.
+
+Fills a private PostgreSQL (started in a temp folder, or $TURNSTILE_DATABASE_URL) with 30
+days of metrics_1m ending now for 1,000 consumers x 50 endpoints. Sparsity is realistic:
+consumer and endpoint activity follow Zipf laws, so each minute holds ROWS_PER_MINUTE
+(consumer, endpoint, status class) series, not 50,000. metrics_1h and metrics_1d are
+rolled up from it in SQL (digests merged with the tdigest aggregate). Then each query is
+run through the real app (TestClient: auth, SQL, JSON) with varied consumers/endpoints;
+p50/p99 per query, median over ROUNDS rounds. Baseline, same run: the 90-day per-consumer
+series computed from metrics_1m instead of the rollups.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import platform
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import psycopg
+
+KEYS, ENDPOINTS, DAYS = 1000, 50, 30
+ROWS_PER_MINUTE = int(os.environ.get("BENCH_ROWS_PER_MINUTE", "120"))
+ROUNDS, RUNS = 3, 40
+PROJECT = "bench"
+RESULTS = Path(__file__).resolve().parent / "results" / "query_api.json"
+
+
+def _digests(rng: np.random.Generator) -> dict[int, list[str]]:
+    """A few digest texts per request count (counts sum to N, centroids sorted)."""
+    out: dict[int, list[str]] = {}
+    for n in range(1, 201):
+        variants = []
+        for _ in range(4):
+            k = min(n, 5)
+            counts = np.full(k, n // k)
+            counts[: n % k] += 1
+            means = np.sort(rng.lognormal(3.5, 0.6, k))
+            cents = " ".join(f"({m:.3f}, {c})" for m, c in zip(means, counts, strict=True))
+            variants.append(f"flags 1 count {n} compression 100 centroids {k} {cents}")
+        out[n] = variants
+    return out
+
+
+def fill(conn: psycopg.Connection, now: datetime) -> int:
+    rng = np.random.default_rng(7)
+    digests = _digests(rng)
+    key_w = 1 / np.arange(1, KEYS + 1) ** 1.1
+    ep_w = 1 / np.arange(1, ENDPOINTS + 1) ** 1.0
+    key_w, ep_w = key_w / key_w.sum(), ep_w / ep_w.sum()
+    methods = ["GET", "POST", "PUT", "DELETE"]
+    ep_method = [methods[i % 4] if i % 3 else "GET" for i in range(ENDPOINTS)]
+    start = (now - timedelta(days=DAYS)).replace(second=0, microsecond=0)
+    minutes = DAYS * 1440 + int((now - start - timedelta(days=DAYS)).total_seconds() // 60) + 1
+    total = 0
+    chunk = 1440
+    for first in range(0, minutes, chunk):
+        n_min = min(chunk, minutes - first)
+        n = n_min * ROWS_PER_MINUTE
+        minute = np.repeat(np.arange(first, first + n_min), ROWS_PER_MINUTE)
+        keys = rng.choice(KEYS, n, p=key_w)
+        eps = rng.choice(ENDPOINTS, n, p=ep_w)
+        cls = rng.choice([2, 3, 4, 5], n, p=[0.93, 0.02, 0.04, 0.01])
+        # one row per series and minute: drop repeated draws
+        packed = ((minute.astype(np.int64) * KEYS + keys) * ENDPOINTS + eps) * 8 + cls
+        _, idx = np.unique(packed, return_index=True)
+        minute, keys, eps, cls = minute[idx], keys[idx], eps[idx], cls[idx]
+        count = np.minimum(rng.geometric(0.15, len(idx)), 200)
+        variant = rng.integers(0, 4, len(idx))
+        buf = io.StringIO()
+        for m, k, e, c, r, v in zip(minute.tolist(), keys.tolist(), eps.tolist(), cls.tolist(),
+                                    count.tolist(), variant.tolist(), strict=True):
+            ts = (start + timedelta(minutes=m)).isoformat()
+            err = r if c >= 4 else 0
+            buf.write(f"{ts}\t{PROJECT}\tkey-{k:04d}\t/v1/resource{e:02d}/{{id}}\t{ep_method[e]}"
+                      f"\t{c}\t{r}\t{err}\t{r if c == 5 else 0}\t{r * 35.0}\t1.0\t300.0\t"
+                      f"{digests[r][v]}\t{r * 200}\t{r * 2000}\n")
+        with conn.cursor() as cur, cur.copy(
+            "COPY metrics_1m (bucket, project_id, api_key, endpoint, method, status_class, "
+            "request_count, error_count, server_error_count, latency_sum, latency_min, "
+            "latency_max, latency_digest, bytes_in, bytes_out) FROM STDIN") as copy:
+            copy.write(buf.getvalue())
+        total += len(idx)
+        print(f"  day {first // 1440 + 1}/{DAYS + 1}: {total:,} rows", file=sys.stderr)
+    for table, unit in (("metrics_1h", "hour"), ("metrics_1d", "day")):
+        conn.execute(
+            f"INSERT INTO {table} SELECT date_trunc('{unit}', bucket), project_id, api_key, "  # noqa: S608
+            "endpoint, method, status_class, sum(request_count), sum(error_count), "
+            "sum(server_error_count), sum(latency_sum), min(latency_min), max(latency_max), "
+            "tdigest(latency_digest), sum(bytes_in), sum(bytes_out), now() FROM metrics_1m "
+            "GROUP BY 1, 2, 3, 4, 5, 6")
+    conn.execute("VACUUM ANALYZE metrics_1m")
+    conn.execute("VACUUM ANALYZE metrics_1h")
+    conn.execute("VACUUM ANALYZE metrics_1d")
+    return total
+
+
+def percentiles(samples: list[float]) -> tuple[float, float]:
+    arr = np.array(samples) * 1000
+    return float(np.percentile(arr, 50)), float(np.percentile(arr, 99))
+
+
+def run(database_url: str) -> dict:
+    from fastapi.testclient import TestClient
+
+    from query_api.app import create_app
+    from query_api.settings import QuerySettings
+    from schemas import keystore
+    from schemas.keys import KeyKind
+    from schemas.settings import DatabaseSettings
+
+    now = datetime.now(UTC)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        keystore.create_project(conn, PROJECT)
+        secret = keystore.create_key(conn, PROJECT, KeyKind.READ).secret
+        t0 = time.perf_counter()
+        rows = fill(conn, now)
+        fill_s = time.perf_counter() - t0
+        sizes = {t: conn.execute("SELECT count(*) FROM " + t).fetchone()[0]  # noqa: S608
+                 for t in ("metrics_1m", "metrics_1h", "metrics_1d")}
+    lake = Path(tempfile.mkdtemp(prefix="bench-lake-"))
+    app = create_app(QuerySettings(database=DatabaseSettings(url=database_url), lake_root=lake))
+    headers = {"Authorization": f"Bearer {secret}"}
+    rnd = random.Random(1)
+    A = "/api/v1/analytics"
+    queries = {
+        "realtime_5m": lambda: (f"{A}/realtime", {"window": "5m"}),
+        "endpoint_series_24h": lambda: (f"{A}/historical", {
+            "start": "now-24h", "endpoint": f"/v1/resource{rnd.randrange(ENDPOINTS):02d}/{{id}}"}),
+        "endpoint_series_24h_1m": lambda: (f"{A}/historical", {
+            "start": "now-24h", "granularity": "1m",
+            "endpoint": f"/v1/resource{rnd.randrange(ENDPOINTS):02d}/{{id}}"}),
+        "consumer_series_90d": lambda: (f"{A}/historical", {
+            "start": "now-90d", "api_key": f"key-{rnd.randrange(KEYS):04d}"}),
+        "top_endpoints_30d": lambda: (f"{A}/endpoints", {"start": "now-30d", "limit": 50}),
+        "baseline_consumer_series_30d_from_1m": lambda: (f"{A}/historical", {
+            "start": "now-30d", "granularity": "1d", "api_key": "__1m__"}),
+    }
+    rounds: dict[str, list[tuple[float, float]]] = {q: [] for q in queries}
+    with TestClient(app) as client, psycopg.connect(database_url, autocommit=True) as conn:
+        for _ in range(ROUNDS):
+            for name, make in queries.items():
+                samples = []
+                for _ in range(RUNS if not name.startswith("baseline") else 5):
+                    path, params = make()
+                    t = time.perf_counter()
+                    if name.startswith("baseline"):
+                        key = f"key-{rnd.randrange(KEYS):04d}"
+                        conn.execute(
+                            "SELECT date_bin('1 day', bucket, '1970-01-01'), sum(request_count),"
+                            " tdigest_percentile(latency_digest, ARRAY[.5,.95,.99]) "
+                            "FROM metrics_1m WHERE project_id = %s AND bucket >= %s "
+                            "AND api_key = %s GROUP BY 1", (PROJECT, now - timedelta(days=30),
+                                                            key)).fetchall()
+                    else:
+                        r = client.get(path, params=params, headers=headers)
+                        if r.status_code != 200:
+                            raise RuntimeError(f"{name}: {r.status_code} {r.text}")
+                    samples.append(time.perf_counter() - t)
+                rounds[name].append(percentiles(samples))
+    shutil.rmtree(lake, ignore_errors=True)
+    figures = {name: {"p50_ms": round(statistics.median(p[0] for p in r), 2),
+                      "p99_ms": round(statistics.median(p[1] for p in r), 2)}
+               for name, r in rounds.items()}
+    figures["ratio_vs_baseline_consumer_series"] = round(
+        figures["baseline_consumer_series_30d_from_1m"]["p50_ms"]
+        / figures["consumer_series_90d"]["p50_ms"], 1)
+    return {
+        "benchmark": "query_api",
+        "command": "python -m benchmarks.query_api",
+        "data": {"days": DAYS, "api_keys": KEYS, "endpoints": ENDPOINTS,
+                 "rows_per_minute_drawn": ROWS_PER_MINUTE, "rows": sizes,
+                 "fill_seconds": round(fill_s, 1), "rows_copied": rows},
+        "rounds": ROUNDS, "runs_per_round": RUNS,
+        "figures": figures,
+        "targets": {"realtime_5m_p99_ms": 50, "consumer_series_90d_p99_ms": 200},
+        "machine": {"cores": os.cpu_count(), "memory_gib": round(
+            os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+            "python": platform.python_version()},
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def main() -> None:
+    from schemas.migrate import migrate
+    from turnstile_cli.stack import PostgresServer, free_ports
+
+    external = os.environ.get("TURNSTILE_DATABASE_URL")
+    server, root = None, None
+    if external:
+        url = external
+    else:
+        root = Path(tempfile.mkdtemp(prefix="turnstile-bench-"))
+        root.chmod(0o755)
+        server = PostgresServer(root, free_ports(1)[0])
+        server.start()
+        url = server.database_url
+    try:
+        migrate(url)
+        result = run(url)
+    finally:
+        if server is not None:
+            server.stop()
+        if root is not None:
+            shutil.rmtree(root, ignore_errors=True)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"{'query':42} {'p50 ms':>9} {'p99 ms':>9}")
+    for name, f in result["figures"].items():
+        if isinstance(f, dict):
+            print(f"{name:42} {f['p50_ms']:9.2f} {f['p99_ms']:9.2f}")
+    print(f"rows: {result['data']['rows']}, fill {result['data']['fill_seconds']} s")
+    print(f"written to {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""The query API application: ``create_app(settings)`` wires pool, lake, auth and routes.
+
+Handlers are plain ``def`` functions: psycopg and DuckDB calls are blocking, and FastAPI
+runs such handlers in its thread pool, sized together with the connection pool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg
+from fastapi import FastAPI
+from psycopg_pool import ConnectionPool
+
+from query_api.deps import KeyCache
+from query_api.lake import Lake
+from query_api.problems import install_problem_handlers
+from query_api.routes import analytics, billing, keys, quotas, timeseries
+from query_api.settings import QuerySettings
+
+API_VERSION = "1.0.0"
+DESCRIPTION = """\
+Real-time and historical analytics of the requests your API served, per endpoint and per
+consumer (`api_key`), usage for billing, and key and quota management.
+
+**Authentication**: `Authorization: Bearer <key>` (or `X-API-Key`). Analytics routes take a
+read or admin key; `/keys` and quota changes take an admin key. A key only sees its own
+project.
+
+**Errors** are `application/problem+json` with `invalid_params: [{name, reason}]`.
+
+**CSV**: every list or series answers `text/csv` with `?format=csv` or `Accept: text/csv`.
+
+**Times**: RFC 3339 (`2026-11-23T10:00:00Z`), a date, Unix seconds, or `now`, `now-24h`.
+"""
+
+
+def create_pool(settings: QuerySettings, *, open_now: bool = True) -> ConnectionPool[Any]:
+    timeout_ms = settings.statement_timeout_ms
+
+    def configure(conn: psycopg.Connection[Any]) -> None:
+        conn.execute(f"SET statement_timeout = {int(timeout_ms)}")
+        conn.execute("SET TIME ZONE 'UTC'")
+
+    return ConnectionPool(
+        settings.database.dsn(),
+        min_size=settings.pool_min_size,
+        max_size=settings.pool_max_size,
+        kwargs={"autocommit": True},
+        configure=configure,
+        open=open_now,
+        name="turnstile-query",
+    )
+
+
+def create_app(settings: QuerySettings) -> FastAPI:
+    """Build the app; the pool opens and the lake attaches on startup, both close on exit."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = create_pool(settings, open_now=False)
+        pool.open(wait=True, timeout=30.0)
+        lake = Lake(settings.lake_root, threads=settings.duckdb_threads,
+                    memory_limit=settings.duckdb_memory_limit)
+        app.state.pool = pool
+        app.state.lake = lake
+        try:
+            yield
+        finally:
+            pool.close()
+            lake.close()
+
+    app = FastAPI(
+        title="Turnstile query API",
+        version=API_VERSION,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+    )
+    app.state.settings = settings
+    app.state.key_cache = KeyCache(settings.auth_cache_ttl_s)
+    install_problem_handlers(app)
+    for module in (analytics, timeseries, billing, keys, quotas):
+        app.include_router(module.router)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

@@ -1,0 +1,209 @@
+"""Response models: they document the JSON shapes in OpenAPI and keep them stable.
+
+Routes build plain dicts (see ``shaping``); FastAPI validates them against these models.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+
+class Stats(BaseModel):
+    """Request statistics of one group or bucket. Rates are fractions; latencies in ms."""
+
+    requests: int
+    errors: int = Field(description="Responses with status >= 400.")
+    server_errors: int = Field(description="Responses with status >= 500.")
+    error_rate: float
+    server_error_rate: float
+    latency_avg_ms: float | None
+    latency_min_ms: float | None
+    latency_max_ms: float | None
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    latency_p99_ms: float | None
+    bytes_in: int
+    bytes_out: int
+
+
+class RealtimeTotals(Stats):
+    requests_per_minute: float = Field(description="requests / minutes elapsed in the window.")
+
+
+class EndpointStats(Stats):
+    method: str
+    endpoint: str
+
+
+class ConsumerStats(Stats):
+    api_key: str
+
+
+class CountryStats(Stats):
+    country: str | None
+
+
+class SeriesPoint(Stats):
+    ts: str = Field(description="Bucket start, RFC 3339 UTC.")
+
+
+class RealtimeResponse(BaseModel):
+    project_id: str
+    window: str
+    window_seconds: int
+    start: str = Field(description="Start of the oldest minute in the window.")
+    end: str = Field(description="Now: the current minute is still open (partial).")
+    partial: bool = True
+    totals: RealtimeTotals
+    status_classes: dict[str, int] = Field(description='{"2xx": n, "5xx": n, …}')
+    status_codes: dict[str, int] = Field(
+        description="{\"200\": n, …} from the lake: may lag the lake writer's commits.")
+    methods: dict[str, int]
+    top_endpoints: list[EndpointStats]
+    top_consumers: list[ConsumerStats]
+    series: list[SeriesPoint] = Field(description="One point per minute of the window.")
+
+
+class HistoricalResponse(BaseModel):
+    project_id: str
+    start: str = Field(description="Range start, aligned down to the granularity.")
+    end: str = Field(description="Range end (exclusive), aligned up to the granularity.")
+    granularity: str
+    granularity_seconds: int
+    source: str = Field(description="The rollup table that served the query.")
+    filters: dict[str, list[str | int]]
+    series: list[SeriesPoint]
+
+
+class EndpointsResponse(BaseModel):
+    project_id: str
+    start: str
+    end: str
+    source: str
+    endpoints: list[EndpointStats]
+
+
+class ConsumersResponse(BaseModel):
+    project_id: str
+    start: str
+    end: str
+    source: str
+    consumers: list[ConsumerStats]
+
+
+class CountriesResponse(BaseModel):
+    project_id: str
+    start: str
+    end: str
+    source: str
+    countries: list[CountryStats]
+
+
+class RequestItem(BaseModel):
+    event_id: str
+    timestamp: str
+    timestamp_us: int
+    method: str
+    path: str
+    endpoint: str
+    status_code: int
+    latency_ms: float
+    request_bytes: int
+    response_bytes: int
+    api_key: str
+    ip: str | None
+    user_agent: str | None
+    country: str | None
+    function: str | None
+    tags: dict[str, str]
+
+
+class RequestsResponse(BaseModel):
+    project_id: str
+    start: str
+    end: str
+    requests: list[RequestItem]
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next (older) page.")
+
+
+class TimeseriesResponse(BaseModel):
+    groups: dict[str, list[tuple[str, float | None]]] = Field(
+        description='{group key: [[ts, value], …]}; key "total" when not grouped, '
+                    "several group fields joined by \"|\".")
+    start: str
+    end: str
+    granularity: int = Field(description="Seconds per bucket.")
+    value: str
+    aggregation: str
+    source: str
+
+
+class BillingDay(BaseModel):
+    day: str
+    total_requests: int
+    requests_by_tier: dict[str, int]
+    error_count: int
+    server_error_count: int
+    bytes_in: int
+    bytes_out: int
+    reconciliation_status: str | None = Field(description="ok | explained | unexplained")
+    stream_count: int | None
+    difference: int | None
+    computed_at: datetime
+
+
+class BillingConsumer(BaseModel):
+    api_key: str
+    total_requests: int
+    requests_by_tier: dict[str, int]
+    error_count: int
+    server_error_count: int
+    bytes_in: int
+    bytes_out: int
+    reconciliation_status: str = Field(
+        description="worst day status: unexplained > explained > ok; pending if none yet")
+    days: list[BillingDay]
+
+
+class BillingResponse(BaseModel):
+    project_id: str
+    period: str
+    start: str
+    end: str
+    consumers: list[BillingConsumer]
+
+
+class KeyItem(BaseModel):
+    key_id: str
+    kind: str
+    name: str
+    prefix: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class NewKeyResponse(KeyItem):
+    secret: str = Field(description="Shown only in this response; store it now.")
+
+
+class QuotaItem(BaseModel):
+    api_key: str
+    monthly_requests: int | None
+    requests_per_minute: int | None
+    updated_at: datetime
+
+
+class QuotaWindow(BaseModel):
+    limit: int | None = Field(description="null when unlimited")
+    used: int
+    remaining: int | None
+    reset_at: str
+
+
+class QuotaStatus(BaseModel):
+    api_key: str
+    monthly: QuotaWindow
+    per_minute: QuotaWindow
+    exceeded: bool

@@ -1,0 +1,36 @@
+"""Settings of the query API (``TURNSTILE_QUERY_*``), built once by the CLI and passed in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas.settings import DatabaseSettings
+
+DEFAULT_QUERY_PORT = 8090
+
+
+class QuerySettings(BaseSettings):
+    """Where the API listens, which database and lake it reads, and its caches and limits."""
+
+    model_config = SettingsConfigDict(env_prefix="TURNSTILE_QUERY_", frozen=True, extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=DEFAULT_QUERY_PORT, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    # The Parquet lake written by the batch layer: <lake_root>/dt=YYYY-MM-DD/project=<id>/*.parquet
+    lake_root: Path = Path(".turnstile/lake")
+    pool_min_size: int = Field(default=1, ge=0)
+    pool_max_size: int = Field(default=8, ge=1)
+    # Revoked keys are refused within this many seconds; a hit avoids a database round trip.
+    auth_cache_ttl_s: float = Field(default=10.0, ge=0.0)
+    # Guards against accidental full scans: the longest range a query may cover.
+    max_range_days: int = Field(default=731, ge=1)
+    # A series may have at most this many points (range / granularity).
+    max_points: int = Field(default=20_000, ge=10)
+    statement_timeout_ms: int = Field(default=15_000, ge=100)
+    duckdb_threads: int = Field(default=2, ge=1)
+    duckdb_memory_limit: str = "1GB"

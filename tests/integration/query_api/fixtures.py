@@ -1,0 +1,71 @@
+"""Data builders for the query API tests: metrics rows with real t-digests, lake files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from psycopg import sql
+
+from schemas.arrow import EVENT_ARROW_SCHEMA
+
+
+def digest_text(latencies: list[float]) -> str:
+    """The tdigest extension's text form, one centroid per distinct value."""
+    counts: dict[float, int] = {}
+    for v in latencies:
+        counts[v] = counts.get(v, 0) + 1
+    cents = " ".join(f"({m}, {c})" for m, c in sorted(counts.items()))
+    return (f"flags 1 count {len(latencies)} compression 100 centroids {len(counts)} {cents}")
+
+
+@dataclass
+class Metric:
+    bucket: datetime
+    project_id: str
+    api_key: str
+    endpoint: str
+    method: str
+    status_class: int
+    latencies: list[float]
+    errors: int = 0
+    server_errors: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def insert_metrics(conn, table: str, rows: list[Metric]) -> None:
+    with conn.cursor() as cur:
+        cur.executemany(
+            sql.SQL("INSERT INTO {} (bucket, project_id, api_key, endpoint, method, status_class, "
+            "request_count, error_count, server_error_count, latency_sum, latency_min, "
+            "latency_max, latency_digest, bytes_in, bytes_out) VALUES "
+            "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::tdigest, %s, %s)"
+            ).format(sql.Identifier(table)),
+            [(m.bucket, m.project_id, m.api_key, m.endpoint, m.method, m.status_class,
+              len(m.latencies), m.errors, m.server_errors, float(sum(m.latencies)),
+              min(m.latencies), max(m.latencies), digest_text(m.latencies), m.bytes_in,
+              m.bytes_out) for m in rows],
+        )
+
+
+def write_lake_file(root: Path, project_id: str, events: list[dict], name: str = "part-0"
+                    ) -> Path:
+    """One Parquet file in the batch layer's layout, day taken from the first event."""
+    day = events[0]["timestamp"].date().isoformat()
+    folder = root / f"dt={day}" / f"project={project_id}"
+    folder.mkdir(parents=True, exist_ok=True)
+    columns = {f.name: [] for f in EVENT_ARROW_SCHEMA}
+    for e in events:
+        full = {"received_at": e["timestamp"], "project_id": project_id, "path": e["endpoint"],
+                "request_bytes": 10, "response_bytes": 100, "ip": None, "user_agent": "t",
+                "country": None, "function": None, "tags": None, **e}
+        for k in columns:
+            columns[k].append(full[k])
+    path = folder / f"{name}.parquet"
+    pq.write_table(pa.table(columns, schema=EVENT_ARROW_SCHEMA), path)
+    return path

@@ -1,0 +1,172 @@
+import csv
+import io
+
+import pytest
+
+from tests.integration.query_api.conftest import DAY0
+
+API = "/api/v1/analytics"
+
+
+def test_realtime_counts_the_window_including_the_open_minute(world):
+    r = world.client.get(f"{API}/realtime", params={"window": "5m"}, headers=world.a.h())
+    assert r.status_code == 200, r.text
+    body = r.json()
+    t = body["totals"]
+    assert t["requests"] == 20 and t["errors"] == 4 and t["server_errors"] == 4
+    assert t["error_rate"] == 0.2
+    assert t["latency_avg_ms"] == pytest.approx((100 + 400 + 120) / 20)
+    assert t["latency_min_ms"] == 10 and t["latency_max_ms"] == 100
+    assert 10 <= t["latency_p50_ms"] <= 20 and t["latency_p99_ms"] == pytest.approx(100, rel=.05)
+    assert t["requests_per_minute"] == pytest.approx(20 / 4.5, abs=1e-3)
+    assert body["status_classes"] == {"2xx": 16, "5xx": 4}
+    assert body["methods"] == {"GET": 10, "POST": 10}
+    assert body["status_codes"] == {"201": 3}
+    top = body["top_endpoints"]
+    assert [(e["method"], e["endpoint"], e["requests"]) for e in top] == [
+        ("GET", "/users/{id}", 10), ("POST", "/orders", 10)]
+    assert top[1]["error_rate"] == 0.4
+    assert [c["api_key"] for c in body["top_consumers"]] == ["cust-1", "cust-2"]
+    assert len(body["series"]) == 5 and body["series"][-1]["requests"] == 10
+    assert body["partial"] is True and body["window_seconds"] == 300
+
+
+def test_realtime_60m_window_reaches_older_minutes(world):
+    body = world.client.get(f"{API}/realtime", params={"window": "60m"},
+                            headers=world.a.h()).json()
+    assert body["totals"]["requests"] == 21
+
+
+@pytest.mark.parametrize(("granularity", "source", "counts"), [
+    ("1m", "metrics_1m", [1, 2, 3]),
+    ("1h", "metrics_1h", [12, 12, 12]),
+])
+def test_historical_reads_the_coarsest_rollup_for_the_granularity(world, granularity, source,
+                                                                  counts):
+    end = DAY0.replace(hour=10, minute=3) if granularity == "1m" else DAY0.replace(hour=3)
+    start = DAY0.replace(hour=10) if granularity == "1m" else DAY0
+    r = world.client.get(f"{API}/historical", headers=world.a.h(), params={
+        "start": start.isoformat(), "end": end.isoformat(), "granularity": granularity})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["source"] == source
+    assert [p["requests"] for p in body["series"]] == counts
+
+
+def test_historical_daily_and_auto_and_filters(world):
+    params = {"start": "2025-06-02", "end": "2025-06-07", "granularity": "1d"}
+    body = world.client.get(f"{API}/historical", headers=world.a.h(), params=params).json()
+    assert body["source"] == "metrics_1d"
+    assert [p["requests"] for p in body["series"]] == [1, 2, 3, 4, 5]
+    auto = world.client.get(f"{API}/historical", headers=world.a.h(), params={
+        "start": "2025-06-02T00:00:00Z", "end": "2025-06-02T03:00:00Z"}).json()
+    assert auto["granularity"] == "1m" and len(auto["series"]) == 180
+    filtered = world.client.get(f"{API}/historical", headers=world.a.h(), params={
+        "start": "2025-06-02", "end": "2025-06-02T03:00:00Z", "granularity": "1h",
+        "status_class": "5xx", "api_key": "cust-2"}).json()
+    assert [p["requests"] for p in filtered["series"]] == [2, 2, 2]
+    assert [p["server_error_rate"] for p in filtered["series"]] == [1.0, 1.0, 1.0]
+    assert filtered["filters"] == {"api_key": ["cust-2"], "status_class": [5]}
+    p95 = world.client.get(f"{API}/historical", headers=world.a.h(), params={
+        "start": "2025-06-02", "end": "2025-06-02T01:00:00Z", "granularity": "1h",
+        "api_key": "cust-1"}).json()["series"][0]
+    assert p95["latency_p95_ms"] == 1.0 and p95["latency_avg_ms"] == 1.0
+
+
+def test_timeseries_is_apinalytics_shaped(world):
+    url = f"{API}/timeseries/2025-06-02T00:00:00Z/2025-06-02T03:00:00Z/"
+    r = world.client.get(url, headers=world.a.h(), params={
+        "granularity": "3600", "group": "consumer_id"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["granularity"] == 3600 and body["source"] == "metrics_1h"
+    assert body["groups"]["cust-1"] == [["2025-06-02T00:00:00Z", 10.0],
+                                        ["2025-06-02T01:00:00Z", 10.0],
+                                        ["2025-06-02T02:00:00Z", 10.0]]
+    assert set(body["groups"]) == {"cust-1", "cust-2"}
+    p = world.client.get(url, headers=world.a.h(), params={
+        "granularity": "hour", "value": "response_time", "aggregation": "percentile_50",
+        "include": "consumer_id:cust-2"}).json()
+    assert [v for _, v in p["groups"]["total"]] == [1.0, 2.0, 3.0]
+
+
+def test_timeseries_below_a_minute_and_lake_fields_come_from_the_lake(world):
+    url = f"{API}/timeseries/2025-06-02T10:00:00Z/2025-06-02T10:02:00Z/"
+    body = world.client.get(url, headers=world.a.h(), params={
+        "granularity": "30", "group": "status_code"}).json()
+    assert body["source"] == "lake"
+    assert body["groups"]["200"][:2] == [["2025-06-02T10:00:00Z", 2.0],
+                                         ["2025-06-02T10:00:30Z", 2.0]]
+    assert sum(v for _, v in body["groups"]["503"]) == 4
+    mx = world.client.get(url, headers=world.a.h(), params={
+        "granularity": "minute", "value": "latency", "aggregation": "max",
+        "include": "country:FR"}).json()
+    assert mx["source"] == "lake" and mx["groups"]["total"] == [["2025-06-02T10:00:00Z", 3.0]]
+
+
+def test_endpoints_consumers_countries(world):
+    params = {"start": "2025-06-02", "end": "2025-06-02T03:00:00Z"}
+    ep = world.client.get(f"{API}/endpoints", headers=world.a.h(), params=params).json()
+    assert ep["source"] == "metrics_1m"  # 3 h range: minutes
+    assert ep["endpoints"] == []  # no minute rows in 00:00–03:00
+    ep = world.client.get(f"{API}/endpoints", headers=world.a.h(),
+                          params={"start": "2025-06-02", "end": "2025-06-03"}).json()
+    assert ep["source"] == "metrics_1h"
+    assert ep["endpoints"][0]["requests"] == 36 and ep["endpoints"][0]["errors"] == 6
+    cons = world.client.get(f"{API}/consumers", headers=world.a.h(),
+                            params={"start": "2025-06-02", "end": "2025-06-03"}).json()
+    assert {c["api_key"]: c["requests"] for c in cons["consumers"]} == {"cust-1": 30,
+                                                                       "cust-2": 6}
+    co = world.client.get(f"{API}/countries", headers=world.a.h(),
+                          params={"start": "2025-06-02", "end": "2025-06-03"}).json()
+    assert {c["country"]: c["requests"] for c in co["countries"]} == {"FR": 4, "US": 8}
+
+
+def test_requests_drill_down_pages_newest_first(world):
+    params = {"start": "2025-06-02", "end": "2025-06-03", "limit": 5}
+    page = world.client.get(f"{API}/requests", headers=world.a.h(), params=params).json()
+    assert [r["event_id"] for r in page["requests"]] == ["a11", "a10", "a9", "a8", "a7"]
+    assert page["requests"][0]["tags"] == {"plan": "pro"}
+    assert page["requests"][0]["timestamp"] == "2025-06-02T10:01:50Z"
+    seen = [r["event_id"] for r in page["requests"]]
+    while page["next_cursor"]:
+        page = world.client.get(f"{API}/requests", headers=world.a.h(),
+                                params={**params, "cursor": page["next_cursor"]}).json()
+        seen += [r["event_id"] for r in page["requests"]]
+    assert seen == [f"a{i}" for i in range(11, -1, -1)]
+    errs = world.client.get(f"{API}/requests", headers=world.a.h(),
+                            params={**params, "status_code": "503"}).json()
+    assert {r["status_code"] for r in errs["requests"]} == {503}
+
+
+def test_csv_exports_are_defused(world):
+    r = world.client.get(f"{API}/requests", headers={**world.a.h(), "Accept": "text/csv"},
+                         params={"start": "2025-06-02", "end": "2025-06-03", "limit": 2})
+    assert r.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(r.text)))
+    assert rows[0]["event_id"] == "a11" and rows[1]["api_key"] == "'=HYPERLINK(\"x\")"
+    h = world.client.get(f"{API}/historical", headers=world.a.h(), params={
+        "start": "2025-06-02", "end": "2025-06-07", "granularity": "1d", "format": "csv"})
+    table = list(csv.DictReader(io.StringIO(h.text)))
+    assert [row["requests"] for row in table] == ["1", "2", "3", "4", "5"]
+    assert table[0]["ts"] == "2025-06-02T00:00:00Z"
+
+
+@pytest.mark.parametrize(("path", "params", "name"), [
+    ("/realtime", {"window": "61m"}, "window"),
+    ("/historical", {"granularity": "45s"}, "granularity"),
+    ("/historical", {"start": "tomorrow-ish"}, "start"),
+    ("/historical", {"status_class": "9xx"}, "status_class"),
+    ("/historical", {"start": "now-30d", "granularity": "1m"}, "granularity"),
+    ("/historical", {"start": "2020-01-01"}, "start"),
+    ("/endpoints", {"limit": "0"}, "limit"),
+    ("/timeseries/now-1h/now/", {"aggregation": "median-ish"}, "aggregation"),
+    ("/timeseries/now-1h/now/", {"group": "password"}, "group"),
+    ("/timeseries/now-1h/now/", {"include": "secret:1"}, "include"),
+    ("/requests", {"cursor": "!!!"}, "cursor"),
+])
+def test_bad_parameters_answer_problem_json_naming_them(world, path, params, name):
+    r = world.client.get(API + path, headers=world.a.h(), params=params)
+    assert r.status_code == 400, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    assert [p["name"] for p in r.json()["invalid_params"]] == [name]
