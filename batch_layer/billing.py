@@ -1,0 +1,173 @@
+"""Exact daily usage from the lake with DuckDB: dedupe on (project_id, event_id), tiers.
+
+Deduplication without hashing every row's full record: one pass finds the event ids seen
+more than once (a plain ``GROUP BY`` on the id), only those rows are ranked, and the extra
+copies' contribution is subtracted from a plain aggregate. The kept copy is the first
+received (then lowest Kafka partition/offset), so re-runs choose the same one.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+
+import duckdb
+import pyarrow as pa
+import pyarrow.dataset as pads
+
+from batch_layer.lake import LAKE_ARROW_SCHEMA, Lake, committed_files
+
+
+@dataclass(frozen=True)
+class TierRule:
+    """An endpoint glob (``fnmatch`` syntax, case-sensitive) and the tier it bills as."""
+
+    pattern: str
+    tier: str
+
+
+@dataclass(frozen=True)
+class UsageRow:
+    """Billing figures of one (project, api_key, day), plus what reconciliation needs."""
+
+    project_id: str
+    api_key: str
+    day: date
+    total_requests: int
+    requests_by_tier: dict[str, int]
+    error_count: int
+    server_error_count: int
+    bytes_in: int
+    bytes_out: int
+    raw_count: int = 0
+    duplicates_removed: int = 0
+    duplicates_in_stream: int = 0
+
+
+@dataclass
+class _Acc:
+    tiers: dict[str, int] = field(default_factory=dict)
+    figures: list[int] = field(default_factory=lambda: [0, 0, 0, 0, 0, 0])
+
+
+def tier_of(endpoint: str, rules: Sequence[TierRule], default: str) -> str:
+    """The first rule whose pattern matches the endpoint names its tier."""
+    for rule in rules:
+        if fnmatch.fnmatchcase(endpoint, rule.pattern):
+            return rule.tier
+    return default
+
+
+_PREPARE = """
+CREATE OR REPLACE TEMP TABLE dup_ids AS
+    SELECT project_id, event_id FROM events GROUP BY ALL HAVING count(*) > 1;
+CREATE OR REPLACE TEMP TABLE copies AS
+    SELECT e.project_id, e.event_id, e.api_key, e.endpoint, e.status_code,
+           e.request_bytes, e.response_bytes, e.batch_id,
+           row_number() OVER (PARTITION BY e.project_id, e.event_id
+                              ORDER BY e.received_at, e.kafka_partition, e.kafka_offset) AS copy_no
+    FROM events e SEMI JOIN dup_ids USING (project_id, event_id);
+"""
+
+_PER_ENDPOINT = """
+WITH raw AS (SELECT project_id, api_key, endpoint, count(*) AS n,
+        count(*) FILTER (WHERE status_code >= 400) AS errors,
+        count(*) FILTER (WHERE status_code >= 500) AS server_errors,
+        sum(request_bytes)::BIGINT AS bytes_in,
+        sum(response_bytes)::BIGINT AS bytes_out FROM events GROUP BY ALL),
+extra AS (SELECT project_id, api_key, endpoint, count(*) AS n,
+        count(*) FILTER (WHERE status_code >= 400) AS errors,
+        count(*) FILTER (WHERE status_code >= 500) AS server_errors,
+        sum(request_bytes)::BIGINT AS bytes_in,
+        sum(response_bytes)::BIGINT AS bytes_out FROM copies WHERE copy_no > 1
+          GROUP BY ALL)
+SELECT r.project_id, r.api_key, r.endpoint,
+       r.n - coalesce(x.n, 0) AS n,
+       r.errors - coalesce(x.errors, 0) AS errors,
+       r.server_errors - coalesce(x.server_errors, 0) AS server_errors,
+       r.bytes_in - coalesce(x.bytes_in, 0) AS bytes_in,
+       r.bytes_out - coalesce(x.bytes_out, 0) AS bytes_out,
+       r.n AS raw_n
+FROM raw r LEFT JOIN extra x USING (project_id, api_key, endpoint)
+"""
+
+_PER_TIER = """
+SELECT p.project_id, p.api_key, t.tier, sum(p.n)::BIGINT, sum(p.errors)::BIGINT,
+       sum(p.server_errors)::BIGINT, sum(p.bytes_in)::BIGINT, sum(p.bytes_out)::BIGINT,
+       sum(p.raw_n)::BIGINT
+FROM per_endpoint p JOIN tier_map t USING (project_id, endpoint)
+GROUP BY ALL ORDER BY ALL
+"""
+
+# Copies in distinct batches: the stream drops a retried batch (same batch id) but counts
+# an independent resend, so only those extra copies appear in the stream's figure.
+_DUPLICATES_IN_STREAM = """
+WITH per_event AS (
+    SELECT project_id, event_id,
+           count(DISTINCT batch_id) + count(*) FILTER (WHERE batch_id IS NULL) - 1 AS in_stream
+    FROM copies GROUP BY ALL
+)
+SELECT c.project_id, c.api_key, sum(p.in_stream)::BIGINT
+FROM copies c JOIN per_event p USING (project_id, event_id)
+WHERE c.copy_no = 1 GROUP BY ALL
+"""
+
+
+def connect(threads: int, memory_limit: str) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(":memory:")
+    con.execute(f"SET threads = {int(threads)}")
+    con.execute("SET memory_limit = ?", [memory_limit])
+    con.execute("SET preserve_insertion_order = false")
+    return con
+
+
+def register_day(con: duckdb.DuckDBPyConnection, lake: Lake, day: date) -> int:
+    """Expose the day's committed files as view ``events``; returns the file count."""
+    files = committed_files(lake, day)
+    if not files:
+        con.register("events", LAKE_ARROW_SCHEMA.empty_table())
+    elif lake.is_local:
+        con.read_parquet(files).create_view("events")
+    else:
+        con.register("events", pads.dataset(files, filesystem=lake.fs, format="parquet",
+                                            schema=LAKE_ARROW_SCHEMA))
+    return len(files)
+
+
+def compute_usage(con: duckdb.DuckDBPyConnection, day: date,
+                  tiers: Mapping[str, Sequence[TierRule]], default_tier: str) -> list[UsageRow]:
+    """Usage of the day registered as ``events`` on ``con``; one row per (project, key)."""
+    con.execute(_PREPARE)
+    per_endpoint = con.sql(_PER_ENDPOINT).to_arrow_table()
+    con.register("per_endpoint", per_endpoint)
+    pairs = con.execute("SELECT DISTINCT project_id, endpoint FROM per_endpoint").fetchall()
+    tier_map = pa.table({
+        "project_id": [p for p, _ in pairs],
+        "endpoint": [e for _, e in pairs],
+        "tier": [tier_of(e, tiers.get(p, ()), default_tier) for p, e in pairs],
+    }, schema=pa.schema([("project_id", pa.string()), ("endpoint", pa.string()),
+                         ("tier", pa.string())]))
+    con.register("tier_map", tier_map)
+    acc: dict[tuple[str, str], _Acc] = defaultdict(_Acc)
+    for project, api_key, tier, *figures in con.execute(_PER_TIER).fetchall():
+        entry = acc[(project, api_key)]
+        entry.tiers[tier] = entry.tiers.get(tier, 0) + int(figures[0])
+        entry.figures = [a + int(b) for a, b in zip(entry.figures, figures, strict=True)]
+    in_stream = {(p, k): int(n) for p, k, n in con.execute(_DUPLICATES_IN_STREAM).fetchall()}
+    for name in ("per_endpoint", "tier_map"):
+        con.unregister(name)
+    rows = []
+    for (project, api_key), entry in sorted(acc.items()):
+        n, errors, server_errors, bytes_in, bytes_out, raw = entry.figures
+        rows.append(UsageRow(
+            project_id=project, api_key=api_key, day=day, total_requests=n,
+            requests_by_tier={t: c for t, c in sorted(entry.tiers.items()) if c},
+            error_count=errors, server_error_count=server_errors,
+            bytes_in=bytes_in, bytes_out=bytes_out, raw_count=raw,
+            duplicates_removed=raw - n,
+            duplicates_in_stream=in_stream.get((project, api_key), 0),
+        ))
+    return rows

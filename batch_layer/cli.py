@@ -1,0 +1,200 @@
+"""``turnstile lake …`` and ``turnstile billing …``: the batch layer's commands.
+
+Settings come from the environment (``TURNSTILE_BATCH_*``, ``TURNSTILE_KAFKA_*``,
+``TURNSTILE_DATABASE_URL``); heavy modules are imported inside the commands so
+``turnstile --help`` stays fast. ``python -m batch_layer.cli`` runs the same commands.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+
+if TYPE_CHECKING:
+    from batch_layer.settings import BatchSettings
+
+lake_app = typer.Typer(help="The Parquet data lake: writer and retention.", no_args_is_help=True)
+billing_app = typer.Typer(help="Nightly exact billing, reconciliation, Stripe export.",
+                          no_args_is_help=True)
+_console = Console()
+
+DayOption = Annotated[str, typer.Option("--date", help="UTC day, YYYY-MM-DD.")]
+
+
+def _settings() -> BatchSettings:
+    from batch_layer.settings import BatchSettings
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    return BatchSettings()
+
+
+def _stop_on_signals(stop: threading.Event | None = None,
+                     callback: Callable[[], None] | None = None) -> None:
+    def handler(signum: int, frame: object) -> None:
+        if stop is not None:
+            stop.set()
+        if callback is not None:
+            callback()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise typer.BadParameter(f"not a YYYY-MM-DD date: {text!r}") from exc
+
+
+@lake_app.command("run")
+def lake_run() -> None:
+    """Consume the events topic into the lake until SIGTERM (then roll and commit)."""
+    from batch_layer.lake import open_lake
+    from batch_layer.lake_writer import LakeWriter
+
+    settings = _settings()
+    writer = LakeWriter(settings, open_lake(settings))
+    _stop_on_signals(callback=writer.stop)
+    stats = writer.run()
+    _console.print(f"lake writer stopped: {stats}")
+
+
+@lake_app.command("retention")
+def lake_retention() -> None:
+    """Delete lake partitions older than the retention (TURNSTILE_BATCH_RETENTION_DAYS)."""
+    from batch_layer.lake import apply_retention, open_lake
+
+    settings = _settings()
+    deleted = apply_retention(open_lake(settings), datetime.now(UTC).date(),
+                              settings.retention_days)
+    _console.print(f"deleted {len(deleted)} day(s): {', '.join(map(str, deleted)) or '-'}")
+
+
+@lake_app.command("files")
+def lake_files(day: DayOption) -> None:
+    """List a day's committed files (what the billing job reads)."""
+    from batch_layer.lake import committed_files, open_lake
+
+    for path in committed_files(open_lake(_settings()), _day(day)):
+        _console.print(path, highlight=False)
+
+
+@billing_app.command("run")
+def billing_run(day: DayOption) -> None:
+    """Compute one day: billing_usage and reconciliation (re-running replaces the day)."""
+    import psycopg
+
+    from batch_layer.jobs import run_day
+    from batch_layer.lake import open_lake
+
+    settings = _settings()
+    with psycopg.connect(settings.database.dsn(), autocommit=True) as conn:
+        result = run_day(settings, open_lake(settings), conn, _day(day))
+    _console.print(result)
+    if result.unexplained_keys:
+        raise typer.Exit(2)
+
+
+@billing_app.command("schedule")
+def billing_schedule(
+    once: Annotated[bool, typer.Option(help="Run the last N days now and exit.")] = False,
+) -> None:
+    """Nightly: re-run the last N days (TURNSTILE_BATCH_RERUN_DAYS), apply lake retention."""
+    import psycopg
+
+    from batch_layer.jobs import run_day
+    from batch_layer.lake import apply_retention, open_lake
+    from batch_layer.scheduler import days_to_run, run_forever
+
+    settings = _settings()
+    lake = open_lake(settings)
+
+    def job(today: date) -> None:
+        with psycopg.connect(settings.database.dsn(), autocommit=True) as conn:
+            for day in days_to_run(today, settings.rerun_days):
+                run_day(settings, lake, conn, day)
+        apply_retention(lake, today, settings.retention_days)
+
+    if once:
+        job(datetime.now(UTC).date())
+        return
+    stop = threading.Event()
+    _stop_on_signals(stop=stop)
+    run_forever(job, settings.run_at_utc, stop)
+
+
+@billing_app.command("export-stripe")
+def billing_export_stripe(
+    period: Annotated[str, typer.Option("--period", help="Month, YYYY-MM.")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Write a CSV, send nothing.")] = False,
+    out: Annotated[Path, typer.Option(help="CSV path for --dry-run.")] = Path(
+        "stripe-meter-events.csv"),
+) -> None:
+    """Send the period's usage to Stripe as meter events (never twice)."""
+    import psycopg
+
+    from batch_layer.stripe_export import export_period
+
+    settings = _settings()
+    with psycopg.connect(settings.database.dsn(), autocommit=True) as conn:
+        report = export_period(settings, conn, period, dry_run_csv=out if dry_run else None)
+    _console.print(report)
+    if dry_run:
+        _console.print(f"wrote {report.planned} event(s) to {out}")
+    if report.failed:
+        raise typer.Exit(1)
+
+
+@billing_app.command("set-tiers")
+def billing_set_tiers(
+    project: Annotated[str, typer.Argument(help="project_id")],
+    rules: Annotated[list[str], typer.Argument(help="PATTERN=TIER, first match wins.")],
+) -> None:
+    """Replace a project's tiers, e.g. '/v1/search*=premium' '/v1/*=standard'."""
+    import psycopg
+
+    from batch_layer.billing import TierRule
+    from batch_layer.repository import set_tiers
+
+    parsed = []
+    for rule in rules:
+        pattern, sep, tier = rule.rpartition("=")
+        if not sep or not pattern or not tier:
+            raise typer.BadParameter(f"expected PATTERN=TIER, got {rule!r}")
+        parsed.append(TierRule(pattern=pattern, tier=tier))
+    with psycopg.connect(_settings().database.dsn(), autocommit=True) as conn:
+        set_tiers(conn, project, parsed)
+    _console.print(f"{project}: {len(parsed)} tier rule(s)")
+
+
+@billing_app.command("map-customer")
+def billing_map_customer(
+    project: Annotated[str, typer.Argument(help="project_id")],
+    api_key: Annotated[str, typer.Argument(help="The consumer's api_key as in events.")],
+    customer: Annotated[str, typer.Argument(help="Stripe customer id, cus_…")],
+) -> None:
+    """Bill a consumer (api_key) of a project to a Stripe customer."""
+    import psycopg
+
+    from batch_layer.repository import map_customer
+
+    with psycopg.connect(_settings().database.dsn(), autocommit=True) as conn:
+        map_customer(conn, project, api_key, customer)
+    _console.print(f"{project}/{api_key} → {customer}")
+
+
+app = typer.Typer(no_args_is_help=True, add_completion=False)
+app.add_typer(lake_app, name="lake")
+app.add_typer(billing_app, name="billing")
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,40 @@
+"""Nightly scheduling: when to run, and which days (the last N, so late files are picked up).
+
+Pure functions decide; ``run_forever`` sleeps until the next run and calls the job. A day
+is re-run on each of the N nights after it closes; each run replaces that day's rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import UTC, date, datetime, time, timedelta
+
+log = logging.getLogger(__name__)
+
+
+def days_to_run(today: date, rerun_days: int) -> list[date]:
+    """The closed days to (re)compute on ``today``: yesterday and the N-1 days before it."""
+    return [today - timedelta(days=i) for i in range(rerun_days, 0, -1)]
+
+
+def next_run(now: datetime, run_at: time) -> datetime:
+    """The next UTC instant at ``run_at`` strictly after ``now``."""
+    now = now.astimezone(UTC)
+    candidate = datetime.combine(now.date(), run_at, tzinfo=UTC)
+    return candidate if candidate > now else candidate + timedelta(days=1)
+
+
+def run_forever(job: Callable[[date], None], run_at: time, stop: threading.Event,
+                clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    """Call ``job(today)`` at ``run_at`` UTC every day until ``stop`` is set."""
+    while not stop.is_set():
+        due = next_run(clock(), run_at)
+        log.info("billing scheduler: next run at %s", due.isoformat())
+        if stop.wait(max(0.0, (due - clock()).total_seconds())):
+            return
+        try:
+            job(due.date())
+        except Exception:  # keep the scheduler alive; the next night re-runs these days
+            log.exception("billing scheduler: run of %s failed", due.date())

@@ -1,0 +1,76 @@
+"""Settings of the batch layer (lake writer, billing job, Stripe export): one frozen object.
+
+Environment variables use the ``TURNSTILE_BATCH_`` prefix (``TURNSTILE_BATCH_LAKE_URI``,
+``TURNSTILE_BATCH_ROLL_BYTES``, ...); the shared Kafka, PostgreSQL and state sections keep
+their own prefixes. Built once at the entry point and passed in, never read at import.
+"""
+
+from __future__ import annotations
+
+from datetime import time
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas.settings import DatabaseSettings, KafkaSettings, StateSettings
+
+# Where a meter's value comes from: a billing_usage column, or ``tier:<name>``.
+METER_SOURCES = frozenset(
+    {"total_requests", "error_count", "server_error_count", "bytes_in", "bytes_out"}
+)
+
+
+class BatchSettings(BaseSettings):
+    """Everything the lake writer, the billing job and the Stripe export can be told."""
+
+    model_config = SettingsConfigDict(env_prefix="TURNSTILE_BATCH_", frozen=True, extra="ignore")
+
+    # Lake: a local folder or s3://bucket/prefix. Empty means <state_dir>/lake.
+    lake_uri: str = ""
+    s3_endpoint_url: str | None = None  # e.g. http://127.0.0.1:9000 for MinIO / moto
+    s3_region: str = "us-east-1"
+    s3_access_key: SecretStr | None = None
+    s3_secret_key: SecretStr | None = None
+    retention_days: int = Field(default=90, ge=1)
+
+    # Lake writer.
+    group_id: str = "turnstile-lake-writer"
+    roll_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    roll_seconds: float = Field(default=300.0, gt=0)
+    consume_batch: int = Field(default=10_000, ge=1, le=1_000_000)
+    consume_timeout_s: float = Field(default=0.5, gt=0)
+    parquet_compression_level: int = Field(default=3, ge=1, le=22)
+
+    # Billing job.
+    default_tier: str = "default"
+    rerun_days: int = Field(default=3, ge=1, le=90)
+    run_at_utc: time = time(2, 0)
+    duckdb_threads: int = Field(default=2, ge=1)
+    duckdb_memory_limit: str = "4GB"
+
+    # Stripe export.
+    stripe_api_key: SecretStr | None = None
+    stripe_api_base: str = "https://api.stripe.com"
+    stripe_max_network_retries: int = Field(default=3, ge=0, le=10)
+    # Stripe meter event_name -> source (a METER_SOURCES column or "tier:<name>").
+    stripe_meters: dict[str, str] = Field(
+        default_factory=lambda: {"api_requests": "total_requests"}
+    )
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    state: StateSettings = Field(default_factory=StateSettings)
+
+    @field_validator("stripe_meters")
+    @classmethod
+    def _known_sources(cls, meters: dict[str, str]) -> dict[str, str]:
+        for name, source in meters.items():
+            if source not in METER_SOURCES and not (source.startswith("tier:") and source[5:]):
+                raise ValueError(f"stripe_meters.{name}: unknown source {source!r}")
+        return meters
+
+    def resolved_lake_uri(self) -> str:
+        """The lake URI, defaulting to a folder in the state directory."""
+        if self.lake_uri:
+            return self.lake_uri
+        return str((self.state.state_dir / "lake").resolve())
