@@ -1,0 +1,64 @@
+"""Runs the dataflow in this process: recovery store, workers, epoch (snapshot) interval."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from bytewax.recovery import RecoveryConfig, init_db_dir
+from bytewax.run import cli_main
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from speed_layer.dataflow import build_flow
+from speed_layer.settings import SpeedSettings
+
+log = logging.getLogger(__name__)
+
+
+def recovery_config(settings: SpeedSettings) -> RecoveryConfig | None:
+    """The recovery store in the state folder, created with its partitions on first use."""
+    if not settings.recovery:
+        return None
+    directory = settings.recovery_dir
+    if not directory.exists() or not any(directory.iterdir()):
+        directory.mkdir(parents=True, exist_ok=True)
+        init_db_dir(directory, settings.recovery_partitions)  # type: ignore[no-untyped-call]
+        log.info("created recovery store %s", directory)
+    return RecoveryConfig(directory)  # type: ignore[no-untyped-call]
+
+
+def ensure_dead_letter_topic(settings: SpeedSettings) -> None:
+    """Create the dead-letter topic when missing (brokers here refuse auto-creation)."""
+    admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap})
+    topic = settings.kafka.dead_letter_topic
+    if topic in admin.list_topics(timeout=30).topics:
+        return
+    futures = admin.create_topics(
+        [NewTopic(topic, 1, settings.kafka.replication_factor)], operation_timeout=30
+    )
+    for future in futures.values():
+        try:
+            future.result(timeout=30)
+        except Exception as exc:  # another process created it meanwhile
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise
+
+
+def run(
+    settings: SpeedSettings,
+    *,
+    workers: int | None = None,
+    process_id: int | None = None,
+    addresses: list[str] | None = None,
+) -> None:
+    """Block running the flow until it ends (only with ``stop_at_end``) or is killed."""
+    ensure_dead_letter_topic(settings)
+    cli_main(  # type: ignore[no-untyped-call]
+        build_flow(settings),
+        workers_per_process=workers or settings.workers,
+        process_id=process_id,
+        addresses=addresses,
+        epoch_interval=timedelta(seconds=settings.snapshot_interval_s),
+        recovery_config=recovery_config(settings),
+    )

@@ -1,0 +1,57 @@
+"""Settings of the speed layer, built once by ``turnstile speed`` and passed to ``build_flow``.
+
+Environment variables: ``TURNSTILE_SPEED_*`` for the fields below, plus the shared
+``TURNSTILE_KAFKA_*``, ``TURNSTILE_DATABASE_URL`` and ``TURNSTILE_STATE_DIR`` sections.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas.settings import DatabaseSettings, KafkaSettings, StateSettings
+
+
+class SpeedSettings(BaseSettings):
+    """What the dataflow, its sink and the rollup job need to know."""
+
+    model_config = SettingsConfigDict(env_prefix="TURNSTILE_SPEED_", frozen=True, extra="ignore")
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    state: StateSettings = Field(default_factory=StateSettings)
+
+    consumer_group: str = "turnstile-speed"
+    # Where a partition starts when the recovery store has no position for it.
+    start_offset: Literal["earliest", "latest"] = "earliest"
+    # Stop each partition once it has caught up with its end (tests, benchmarks, backfills).
+    stop_at_end: bool = False
+    poll_max_records: int = Field(default=5_000, ge=1, le=100_000)
+    idle_wait_ms: int = Field(default=50, ge=1, le=5_000)
+
+    allowed_lateness_s: float = Field(default=300.0, ge=0)
+    emit_interval_s: float = Field(default=2.0, gt=0, le=60)
+    digest_compression: int = Field(default=200, ge=10, le=10_000)
+    # Records of one batch id produced further apart than this (Kafka CreateTime) are a retry.
+    dedupe_attempt_window_ms: int = Field(default=1_000, ge=0)
+
+    recovery: bool = True
+    snapshot_interval_s: float = Field(default=10.0, gt=0)
+    recovery_partitions: int = Field(default=4, ge=1, le=256)
+    workers: int = Field(default=1, ge=1, le=64)
+
+    retention_1m: str = "30 days"
+    retention_1h: str = "2 years"
+    retention_1d: str = "2 years"
+    rollup_interval_s: float = Field(default=30.0, gt=0)
+
+    @property
+    def recovery_dir(self) -> Path:
+        return self.state.state_dir / "speed_layer" / "recovery"
+
+    @property
+    def allowed_lateness_us(self) -> int:
+        return int(self.allowed_lateness_s * 1_000_000)

@@ -1,0 +1,200 @@
+"""Writes emissions to PostgreSQL: metrics_1m upserts, late_events, rollup marks.
+
+One transaction per Bytewax output batch:
+
+1. COPY every emitted window into a temporary staging table;
+2. ``INSERT … SELECT DISTINCT ON (key) … ON CONFLICT DO UPDATE`` into ``metrics_1m``: a
+   window's row is *replaced* by its latest full state (the newest emission in the batch
+   wins), so re-emitting a window, or replaying after a crash, never adds to it;
+3. mark the hours touched in ``speed_rollup_pending`` (an upsert, which takes a row lock,
+   so the rollup job cannot take a mark away while this transaction is still open);
+4. add late events to ``late_events``, but only those at or beyond the partition's offset
+   in ``speed_late_offsets``, and move that offset, in the same transaction: a replay
+   after a crash re-sends late events that are already counted, and they are skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import psycopg
+
+from speed_layer.items import Emission, LateRows, MetricRows
+
+log = logging.getLogger(__name__)
+
+_STAGE_METRICS = """
+CREATE TEMP TABLE IF NOT EXISTS speed_stage (
+    seq bigint, bucket_us bigint, project_id text, api_key text, endpoint text, method text,
+    status_class smallint, request_count bigint, error_count bigint, server_error_count bigint,
+    latency_sum double precision, latency_min double precision, latency_max double precision,
+    latency_digest tdigest, bytes_in bigint, bytes_out bigint
+) ON COMMIT DELETE ROWS"""
+
+_STAGE_LATE = """
+CREATE TEMP TABLE IF NOT EXISTS speed_late_stage (
+    topic text, kafka_partition integer, kafka_offset bigint, project_id text, api_key text,
+    bucket_us bigint
+) ON COMMIT DELETE ROWS"""
+
+_METRIC_COLUMNS = (
+    "seq, bucket_us, project_id, api_key, endpoint, method, status_class, request_count, "
+    "error_count, server_error_count, latency_sum, latency_min, latency_max, latency_digest, "
+    "bytes_in, bytes_out"
+)
+
+_UPSERT_METRICS = """
+INSERT INTO metrics_1m AS m (
+    bucket, project_id, api_key, endpoint, method, status_class, request_count, error_count,
+    server_error_count, latency_sum, latency_min, latency_max, latency_digest, bytes_in,
+    bytes_out, updated_at)
+SELECT DISTINCT ON (project_id, bucket_us, api_key, endpoint, method, status_class)
+    timestamptz 'epoch' + bucket_us * interval '1 microsecond', project_id, api_key, endpoint,
+    method, status_class, request_count, error_count, server_error_count, latency_sum,
+    latency_min, latency_max, latency_digest, bytes_in, bytes_out, now()
+FROM speed_stage
+ORDER BY project_id, bucket_us, api_key, endpoint, method, status_class, seq DESC
+ON CONFLICT (project_id, bucket, api_key, endpoint, method, status_class) DO UPDATE SET
+    request_count = EXCLUDED.request_count,
+    error_count = EXCLUDED.error_count,
+    server_error_count = EXCLUDED.server_error_count,
+    latency_sum = EXCLUDED.latency_sum,
+    latency_min = EXCLUDED.latency_min,
+    latency_max = EXCLUDED.latency_max,
+    latency_digest = EXCLUDED.latency_digest,
+    bytes_in = EXCLUDED.bytes_in,
+    bytes_out = EXCLUDED.bytes_out,
+    updated_at = EXCLUDED.updated_at"""
+
+_MARK_HOURS = """
+INSERT INTO speed_rollup_pending (level, project_id, bucket)
+SELECT DISTINCT '1h', project_id,
+       date_trunc('hour', timestamptz 'epoch' + bucket_us * interval '1 microsecond')
+FROM speed_stage
+ORDER BY 2, 3
+ON CONFLICT (level, project_id, bucket) DO UPDATE SET marked_at = EXCLUDED.marked_at"""
+
+_ADD_LATE = """
+WITH fresh AS (
+    SELECT s.project_id, s.api_key, s.bucket_us
+    FROM speed_late_stage s
+    LEFT JOIN speed_late_offsets o
+           ON o.topic = s.topic AND o.kafka_partition = s.kafka_partition
+    WHERE s.kafka_offset >= coalesce(o.next_offset, 0)
+)
+INSERT INTO late_events AS l (project_id, api_key, bucket, event_count, first_seen_at,
+                              last_seen_at)
+SELECT project_id, api_key, timestamptz 'epoch' + bucket_us * interval '1 microsecond',
+       count(*), now(), now()
+FROM fresh
+GROUP BY project_id, api_key, bucket_us
+ORDER BY 1, 2, 3
+ON CONFLICT (project_id, api_key, bucket) DO UPDATE SET
+    event_count = l.event_count + EXCLUDED.event_count,
+    last_seen_at = EXCLUDED.last_seen_at"""
+
+_MOVE_LATE_OFFSETS = """
+INSERT INTO speed_late_offsets AS o (topic, kafka_partition, next_offset)
+SELECT topic, kafka_partition, max(kafka_offset) + 1
+FROM speed_late_stage
+GROUP BY topic, kafka_partition
+ON CONFLICT (topic, kafka_partition) DO UPDATE SET
+    next_offset = greatest(o.next_offset, EXCLUDED.next_offset)"""
+
+
+@dataclass(frozen=True, slots=True)
+class WriteStats:
+    """What one write did (for logs and the benchmark)."""
+
+    metric_rows: int
+    late_rows: int
+    seconds: float
+
+
+def _metric_tuples(rows: MetricRows, seq: int) -> Iterable[tuple[object, ...]]:
+    columns = (
+        rows.bucket_us.tolist(), rows.project_id, rows.api_key, rows.endpoint, rows.method,
+        rows.status_class.tolist(), rows.request_count.tolist(), rows.error_count.tolist(),
+        rows.server_error_count.tolist(), rows.latency_sum.tolist(), rows.latency_min.tolist(),
+        rows.latency_max.tolist(), [d or None for d in rows.digest], rows.bytes_in.tolist(),
+        rows.bytes_out.tolist(),
+    )
+    for values in zip(*columns, strict=True):
+        yield (seq, *values)
+
+
+def _late_tuples(rows: LateRows) -> Iterable[tuple[object, ...]]:
+    for offset, project, api_key, bucket in zip(
+        rows.offset.tolist(), rows.project_id, rows.api_key, rows.bucket_us.tolist(), strict=True
+    ):
+        yield (rows.topic, rows.partition, offset, project, api_key, bucket)
+
+
+class MetricsWriter:
+    """Owns one PostgreSQL connection; ``write`` applies a list of emissions atomically."""
+
+    def __init__(self, dsn: str, *, attempts: int = 5) -> None:
+        self.dsn = dsn
+        self.attempts = attempts
+        self._conn: psycopg.Connection | None = None
+
+    def _connect(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed:
+            conn = psycopg.connect(self.dsn, autocommit=True)
+            conn.execute("SET TIME ZONE 'UTC'")
+            conn.execute(_STAGE_METRICS)
+            conn.execute(_STAGE_LATE)
+            conn.autocommit = False
+            self._conn = conn
+        return self._conn
+
+    def write(self, emissions: Sequence[Emission]) -> WriteStats:
+        """Apply ``emissions`` in one transaction, retrying on a lost connection."""
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return self._write_once(emissions)
+            except psycopg.OperationalError:
+                if attempt == self.attempts:
+                    raise
+                log.warning("PostgreSQL write failed (attempt %d), retrying", attempt,
+                            exc_info=True)
+                self.close()
+                time.sleep(min(0.2 * 2**attempt, 5.0))
+        raise AssertionError("unreachable")
+
+    def _write_once(self, emissions: Sequence[Emission]) -> WriteStats:
+        started = time.perf_counter()
+        conn = self._connect()
+        metric_rows = late_rows = 0
+        with conn.transaction(), conn.cursor() as cur:
+            with cur.copy(f"COPY speed_stage ({_METRIC_COLUMNS}) FROM STDIN") as copy:
+                for seq, emission in enumerate(emissions):
+                    if emission.metrics is not None:
+                        metric_rows += len(emission.metrics)
+                        for row in _metric_tuples(emission.metrics, seq):
+                            copy.write_row(row)
+            if any(e.late is not None for e in emissions):
+                with cur.copy(
+                    "COPY speed_late_stage (topic, kafka_partition, kafka_offset, project_id,"
+                    " api_key, bucket_us) FROM STDIN"
+                ) as copy:
+                    for emission in emissions:
+                        if emission.late is not None:
+                            late_rows += len(emission.late)
+                            for row in _late_tuples(emission.late):
+                                copy.write_row(row)
+            if metric_rows:
+                cur.execute(_UPSERT_METRICS)
+                cur.execute(_MARK_HOURS)
+            if late_rows:
+                cur.execute(_ADD_LATE)
+                cur.execute(_MOVE_LATE_OFFSETS)
+        return WriteStats(metric_rows, late_rows, time.perf_counter() - started)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
