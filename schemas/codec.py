@@ -36,6 +36,7 @@ class MetricFields(
 
     project_id: str
     timestamp_us: int
+    received_at_us: int
     method: str
     endpoint: str
     status_code: int
@@ -68,6 +69,7 @@ class MetricColumns:
     endpoint: list[str]
     method: list[str]
     timestamp_us: npt.NDArray[np.int64]
+    received_at_us: npt.NDArray[np.int64]
     status_code: npt.NDArray[np.int16]
     latency_ms: npt.NDArray[np.float64]
     request_bytes: npt.NDArray[np.int64]
@@ -133,6 +135,7 @@ def decode_metric_columns(
         endpoint=[r.endpoint for r in rows],
         method=[r.method for r in rows],
         timestamp_us=np.fromiter((r.timestamp_us for r in rows), np.int64, n),
+        received_at_us=np.fromiter((r.received_at_us for r in rows), np.int64, n),
         status_code=np.fromiter((r.status_code for r in rows), np.int16, n),
         latency_ms=np.fromiter((r.latency_ms for r in rows), np.float64, n),
         request_bytes=np.fromiter((r.request_bytes for r in rows), np.int64, n),

@@ -56,6 +56,7 @@ def test_metric_columns_match_records(batch: list[EventRecord]) -> None:
     assert cols.api_key == [r.api_key for r in batch]
     assert cols.endpoint == [r.endpoint for r in batch]
     assert cols.timestamp_us.tolist() == [r.timestamp_us for r in batch]
+    assert cols.received_at_us.tolist() == [r.received_at_us for r in batch]
     assert cols.status_code.tolist() == [r.status_code for r in batch]
     assert cols.latency_ms.tolist() == [r.latency_ms for r in batch]
     assert cols.response_bytes.tolist() == [r.response_bytes for r in batch]
