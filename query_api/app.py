@@ -14,6 +14,7 @@ import psycopg
 from fastapi import FastAPI
 from psycopg_pool import ConnectionPool
 
+from query_api.dashboard import install_dashboard
 from query_api.deps import KeyCache
 from query_api.lake import Lake
 from query_api.problems import install_problem_handlers
@@ -90,4 +91,5 @@ def create_app(settings: QuerySettings) -> FastAPI:
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    install_dashboard(app)
     return app
