@@ -1,0 +1,36 @@
+# Turnstile: `make run` starts the local stack, `make test` runs every check.
+# Every target installs only what is missing (see deploy/install.sh).
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+BIN := .venv/bin
+
+.PHONY: run test down lint install clean help
+
+run: install ## Start Kafka + PostgreSQL on 127.0.0.1, apply migrations, print the addresses
+	$(BIN)/turnstile stack up
+	$(BIN)/turnstile db migrate
+
+test: install ## Lint, type-check and run all tests (integration tests start their own servers)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/pytest
+
+down: ## Stop the local stack started by `make run`
+	@if [ -x $(BIN)/turnstile ]; then $(BIN)/turnstile stack down; fi
+
+lint: install ## ruff and mypy only
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+install: ## Install system packages, the venv and the Kafka jars (skips what is done)
+	@deploy/install.sh
+
+clean: down ## Stop the stack; delete its state (.turnstile), caches and install stamps
+	rm -rf .turnstile .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -f .venv/.turnstile-deps-*
+	find . -path ./.venv -prune -o -name __pycache__ -type d -exec rm -rf {} +
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
+		awk -F':.*## ' '{ printf "  make %-8s %s\n", $$1, $$2 }'

@@ -1,0 +1,68 @@
+"""``turnstile db migrate|status|maintain``: the PostgreSQL schema.
+
+The DSN comes from ``--database-url``, else ``TURNSTILE_DATABASE_URL``, else the local
+stack's default (port 15432).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from schemas.settings import DatabaseSettings
+
+app = typer.Typer(help="Apply and inspect the database schema.", no_args_is_help=True)
+_console = Console()
+
+DatabaseUrlOption = Annotated[
+    str | None, typer.Option("--database-url", help="libpq URL; default TURNSTILE_DATABASE_URL.")
+]
+
+
+@app.command()
+def migrate(database_url: DatabaseUrlOption = None) -> None:
+    """Apply pending migrations (safe to run twice, or from several processes at once)."""
+    from schemas.migrate import MigrationError
+    from schemas.migrate import migrate as run_migrations
+
+    try:
+        applied = run_migrations(_dsn(database_url))
+    except MigrationError as exc:
+        _console.print(f"[red]migrate failed:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    for migration in applied:
+        _console.print(f"applied {migration.filename}")
+    _console.print(f"{len(applied)} migration(s) applied; schema is up to date")
+
+
+@app.command()
+def status(database_url: DatabaseUrlOption = None) -> None:
+    """List migrations and whether each is applied; exits 1 when any is pending or changed."""
+    from schemas.migrate import status as migration_status
+
+    rows = migration_status(_dsn(database_url))
+    table = Table("version", "name", "state", "applied at")
+    for row in rows:
+        colour = {"applied": "green", "pending": "yellow"}.get(row.state, "red")
+        table.add_row(f"{row.version:04d}", row.name, f"[{colour}]{row.state}[/{colour}]",
+                      row.applied_at.isoformat(timespec="seconds") if row.applied_at else "-")
+    _console.print(table)
+    if any(row.state in ("pending", "changed") for row in rows):
+        raise typer.Exit(1)
+
+
+@app.command()
+def maintain(database_url: DatabaseUrlOption = None) -> None:
+    """Run pg_partman maintenance: premake future partitions, drop expired ones."""
+    import psycopg
+
+    with psycopg.connect(_dsn(database_url), autocommit=True) as conn:
+        conn.execute("CALL partman.run_maintenance_proc()")
+    _console.print("partition maintenance done")
+
+
+def _dsn(database_url: str | None) -> str:
+    return database_url or DatabaseSettings().dsn()
