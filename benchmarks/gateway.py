@@ -4,7 +4,7 @@ Starts a private Kafka + PostgreSQL (temp folder, free ports; or $TURNSTILE_KAFK
 and $TURNSTILE_DATABASE_URL), then ``turnstile gateway --workers 2``. A load client on
 127.0.0.1 (CLIENTS threads, keep-alive connections) posts gzip'd batches of 1,000 realistic
 events for DURATION_S seconds per run; a batch counts once the gateway answered 202, i.e.
-once Kafka acknowledged all of it (idempotent producer, acks=all, zstd). Baseline in the
+once Kafka acknowledged all of it (idempotent producer, acks=all, lz4). Baseline in the
 same run: a plain confluent-kafka producer with the gateway's configuration pushing the same
 encoded records from one process, flushed (the practical limit of the broker on this box).
 Figures are medians over RUNS runs.
@@ -43,7 +43,7 @@ from turnstile_cli.stack import LocalStack, StackConfig, ensure_topic, free_port
 
 EVENTS_PER_BATCH = 1000
 BODIES = 20
-CLIENTS = int(os.environ.get("BENCH_CLIENTS", "8"))
+CLIENTS = int(os.environ.get("BENCH_CLIENTS", "16"))  # enough in flight to cover linger + RTT
 DURATION_S = float(os.environ.get("BENCH_DURATION_S", "10"))
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 BASELINE_RECORDS = 300_000
@@ -175,6 +175,61 @@ def load(port: int, key: str, bodies: list[bytes], duration: float) -> dict:
     }
 
 
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it (uvicorn's workers, PostgreSQL's backends)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        for task in Path(f"/proc/{p}/task").glob("*/children"):
+            try:
+                todo.extend(int(c) for c in task.read_text().split())
+            except OSError:
+                pass
+    return out
+
+
+def _cpu_s(pids: list[int]) -> float:
+    """User + system CPU seconds of the given processes (all their threads)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / _TICKS
+
+
+def _machine_cpu_s() -> float:
+    """Busy CPU seconds of the whole machine, all cores (from /proc/stat)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    return (user + nice + system + irq + softirq + steal) / _TICKS
+
+
+class CpuSplit:
+    """CPU used by each party during a load run: who spends the 2 cores."""
+
+    def __init__(self, groups: dict[str, list[int]]) -> None:
+        self._groups = groups
+
+    def __enter__(self) -> CpuSplit:
+        self._t0 = time.perf_counter()
+        self._start = {k: _cpu_s(v) for k, v in self._groups.items()}
+        self._machine0 = _machine_cpu_s()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        elapsed = time.perf_counter() - self._t0
+        used = {k: _cpu_s(v) - self._start[k] for k, v in self._groups.items()}
+        used["other processes"] = max(0.0, _machine_cpu_s() - self._machine0 - sum(used.values()))
+        self.cores = {k: v / elapsed for k, v in used.items()}
+
+
 def wait_ready(port: int, proc: subprocess.Popen, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -227,11 +282,17 @@ def main() -> None:
         wait_ready(port, gateway)
         load(port, key, bodies, 3.0)  # warm-up: connections, caches, producer metadata
 
+        groups = {"gateway workers": _descendants(gateway.pid),
+                  "kafka broker": [local.kafka.pid] if local.kafka.pid else [],
+                  "postgres": _descendants(local.postgres.pid) if local.postgres.pid else [],
+                  "load client": [os.getpid()]}
         runs = []
         for _ in range(RUNS):
-            runs.append({"baseline_events_per_s": baseline(local.kafka_bootstrap, topic,
-                                                           rkeys, values),
-                         **load(port, key, bodies, DURATION_S)})
+            base = baseline(local.kafka_bootstrap, topic, rkeys, values)
+            with CpuSplit(groups) as split:
+                measured = load(port, key, bodies, DURATION_S)
+            runs.append({"baseline_events_per_s": base, **measured,
+                         "cpu_cores": {k: round(v, 2) for k, v in split.cores.items()}})
     finally:
         if gateway is not None:
             gateway.terminate()
@@ -245,6 +306,9 @@ def main() -> None:
     med = {k: statistics.median(r[k] for r in runs)
            for k in ("events_per_s", "p50_ms", "p99_ms", "baseline_events_per_s")}
     ratio = med["events_per_s"] / med["baseline_events_per_s"]
+    defaults = GatewaySettings()
+    cpu = {k: round(statistics.median(r["cpu_cores"][k] for r in runs), 2)
+           for k in runs[0]["cpu_cores"]}
     result = {
         "benchmark": "gateway",
         "command": "python -m benchmarks.gateway",
@@ -252,7 +316,8 @@ def main() -> None:
                     "python": platform.python_version(), "platform": platform.platform()},
         "setup": {"workers": WORKERS, "clients": CLIENTS, "events_per_batch": EVENTS_PER_BATCH,
                   "duration_s": DURATION_S, "runs": RUNS, "partitions": 12,
-                  "compression": "zstd", "acks": "all", "idempotent": True, "gzip_bodies": True},
+                  "compression": defaults.compression, "linger_ms": defaults.linger_ms,
+                  "acks": "all", "idempotent": True, "gzip_bodies": True},
         "events_per_s": round(med["events_per_s"]),
         "p50_ms": round(med["p50_ms"], 2),
         "p99_ms": round(med["p99_ms"], 2),
@@ -260,6 +325,7 @@ def main() -> None:
         "ratio_vs_baseline": round(ratio, 3),
         "target_events_per_s": TARGET_EVENTS_PER_S,
         "meets_target": med["events_per_s"] >= TARGET_EVENTS_PER_S and ratio >= 0.5,
+        "cpu_cores_median": cpu,
         "runs_detail": runs,
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
@@ -271,6 +337,8 @@ def main() -> None:
     print(f"ratio vs baseline {ratio:.2f}; target {TARGET_EVENTS_PER_S:,} events/s "
           f"-> {'met' if result['meets_target'] else 'NOT met'}; errors "
           f"{sum(r['errors'] for r in runs)}; -> {RESULTS}")
+    print("CPU during the load runs (cores, of " + str(os.cpu_count()) + "): "
+          + ", ".join(f"{k} {v:.2f}" for k, v in cpu.items()))
 
 
 def _memory_gib() -> float:

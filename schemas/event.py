@@ -46,7 +46,11 @@ LatencyMs = Annotated[float, msgspec.Meta(ge=0, le=MAX_LATENCY_MS)]
 LatencyUs = Annotated[float, msgspec.Meta(ge=0, le=MAX_LATENCY_MS * 1000)]
 ByteCount = Annotated[int, msgspec.Meta(ge=0, le=MAX_BYTES)]
 ApiKey = Annotated[str, msgspec.Meta(max_length=MAX_API_KEY)]
-Ip = Annotated[str, msgspec.Meta(max_length=64, pattern=r"^[0-9A-Fa-f:.%a-zA-Z]*$")]
+# The character rule is checked by ``schemas.validation`` with ``str.strip`` (a regex run
+# from msgspec costs about 1 µs per event, a fifth of the decode); the JSON Schema keeps it.
+IP_PATTERN: Final = r"^[0-9A-Fa-f:.%a-zA-Z]*$"
+IP_CHARS: Final = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ:.%"
+Ip = Annotated[str, msgspec.Meta(max_length=64, extra_json_schema={"pattern": IP_PATTERN})]
 Country = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z]{2}$")]
 Function = Annotated[str, msgspec.Meta(max_length=MAX_FUNCTION)]
 TagKey = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_TAG_KEY)]
@@ -56,7 +60,10 @@ Tags = Annotated[dict[TagKey, TagValue], msgspec.Meta(max_length=MAX_TAGS)]
 Timestamp = float | datetime
 
 
-class IncomingEvent(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
+# gc=False: these structs hold only strings, numbers and a str->str dict, so they can never
+# be part of a reference cycle; untracked, a 1,000-event batch no longer drives the cyclic
+# garbage collector (which took a tenth of the gateway's main thread).
+class IncomingEvent(msgspec.Struct, kw_only=True, forbid_unknown_fields=False, gc=False):
     """One captured request as an agent sends it. Unknown fields are ignored."""
 
     event_id: EventId
@@ -85,6 +92,7 @@ class EventRecord(
     tag_field="v",
     tag=RECORD_FORMAT_VERSION,
     omit_defaults=True,
+    gc=False,
 ):
     """The Kafka record body, format version 1 (``"v": 1``). Times are int64 µs UTC."""
 
