@@ -1,14 +1,19 @@
 """Speed layer throughput (topic → PostgreSQL) and freshness, against a real local stack.
 
     python -m benchmarks.speed_layer [--events 2000000] [--runs 3] [--freshness-s 20]
+                                     [--spread-events 500000]
 
-Pre-fills a 12-partition topic with realistic events (100,000 distinct series), then runs
-``turnstile speed --stop-at-end`` with 1 and 2 workers (recovery on) and times it from
-process start to exit; the baseline, in the same run, is a plain confluent-kafka consumer
-that only consumes and decodes the same records. Freshness: a steady 20,000 events/s
-load while the flow runs; per 100 ms slice, the time from the producer's ack to the slice
-being fully counted in metrics_1m. Uses TURNSTILE_KAFKA_BOOTSTRAP / TURNSTILE_DATABASE_URL
-when set, else starts a private stack in a temporary folder.
+Pre-fills a 12-partition topic with events shaped like a live stream (``make_events``:
+100,000 series, Zipf-like popularity, timestamps rising over two minutes of event time),
+then runs ``turnstile speed --stop-at-end`` (recovery on) as 1 worker, as a 2-process
+cluster of 1 worker each, and as 1 process with 2 worker threads; each is timed from
+process start to exit and from the dataflow's start (after Python's imports) to exit.
+The baseline, in the same run and interleaved with the flows, is a plain confluent-kafka
+consumer that only consumes and decodes the same records. A second, labelled figure runs
+the pathological case (uniform series over ten minutes: a window per event). Freshness: a
+steady 20,000 events/s load while the flow runs; per 100 ms slice, the time from the
+producer's ack to the slice being fully counted in metrics_1m. Uses
+TURNSTILE_KAFKA_BOOTSTRAP / TURNSTILE_DATABASE_URL when set, else starts a private stack.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -34,8 +40,10 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from schemas.codec import decode_metric_columns, encode_records, record_key
 from schemas.event import EventRecord
 from schemas.migrate import migrate
-from schemas.settings import KafkaSettings
+from schemas.settings import KafkaSettings, StateSettings
 from schemas.topics import BATCH_ID_HEADER
+from speed_layer.runner import recovery_config
+from speed_layer.settings import SpeedSettings
 from turnstile_cli.stack import LocalStack, StackConfig, ensure_topic, free_ports
 
 RESULTS = Path(__file__).resolve().parent / "results" / "speed_layer.json"
@@ -44,13 +52,33 @@ ENDPOINTS = [f"/v1/resource{i}/{{id}}" for i in range(10)]
 COMBOS = [("GET", 200), ("GET", 404), ("POST", 201), ("POST", 500), ("DELETE", 302)]
 
 
-def make_events(n: int, seed: int, start_us: int, minutes: int = 10) -> list[EventRecord]:
-    """~100,000 series: 2,000 (project, api_key) × 10 endpoints × 5 method/status classes."""
+SERIES = 2_000 * len(ENDPOINTS) * len(COMBOS)  # 100,000 distinct series
+LIVE_SECONDS = 120
+ZIPF_S = 1.1
+SPREAD_MINUTES = 10
+
+
+def make_events(n: int, seed: int, start_us: int, *, shape: str = "live") -> list[EventRecord]:
+    """Events over 100,000 series: 2,000 (project, api_key) × 10 endpoints × 5 method/status.
+
+    ``live``: like a live stream at a high rate: timestamps rise steadily over
+    ``LIVE_SECONDS`` of event time (±2 s of jitter, as agents batch), and series popularity
+    is Zipf-like (exponent ``ZIPF_S`` over the series' ranks, ranks shuffled), so popular
+    series have many events per minute. ``spread``: the pathological case, uniform series
+    over ``SPREAD_MINUTES`` minutes, where almost every event opens its own window.
+    """
     rng = np.random.default_rng(seed)
-    pair = rng.integers(0, 2_000, n)
-    endpoint = rng.integers(0, len(ENDPOINTS), n)
-    combo = rng.integers(0, len(COMBOS), n)
-    ts = start_us + np.sort(rng.integers(0, minutes * 60_000_000, n)) + rng.integers(
+    if shape == "live":
+        weights = 1.0 / np.arange(1, SERIES + 1) ** ZIPF_S
+        series = rng.permutation(SERIES)[
+            rng.choice(SERIES, n, p=weights / weights.sum())]
+        span_us = LIVE_SECONDS * 1_000_000
+    else:
+        series = rng.integers(0, SERIES, n)
+        span_us = SPREAD_MINUTES * 60_000_000
+    pair, rest = np.divmod(series, len(ENDPOINTS) * len(COMBOS))
+    endpoint, combo = np.divmod(rest, len(COMBOS))
+    ts = start_us + np.sort(rng.integers(0, span_us, n)) + rng.integers(
         -2_000_000, 2_000_000, n)
     latency = rng.lognormal(3.5, 0.9, n)
     req = rng.integers(100, 4_000, n)
@@ -114,27 +142,69 @@ def flow_env(bootstrap: str, dsn: str, topic: str, state: Path, **extra: str) ->
             "TURNSTILE_KAFKA_DEAD_LETTER_TOPIC": f"{topic}.dlq", **extra}
 
 
-def run_flow(bootstrap: str, dsn: str, topic: str, workers: int, n: int) -> dict[str, float]:
+def _started_at(log: Path) -> float:
+    """When the dataflow itself started (after Python's imports), from the runner's log."""
+    for line in log.read_text(errors="replace").splitlines():
+        match = re.search(r"dataflow starting at (\d+\.\d+)", line)
+        if match:
+            return float(match.group(1))
+    raise RuntimeError(f"no start line in {log}")
+
+
+def _watch_rss(procs: list[subprocess.Popen[bytes]], peak: list[float]) -> None:
+    """Peak RSS (VmHWM) of each process while it runs. Not wait4's ru_maxrss: that counts
+    the RSS of this (large) parent copied at fork time."""
+    while any(p.poll() is None for p in procs):
+        for i, proc in enumerate(procs):
+            try:
+                status = Path(f"/proc/{proc.pid}/status").read_text()
+            except OSError:
+                continue
+            match = re.search(r"VmHWM:\s+(\d+) kB", status)
+            if match:
+                peak[i] = max(peak[i], int(match.group(1)) / 1024)
+        time.sleep(0.1)
+
+
+def run_flow(bootstrap: str, dsn: str, topic: str, workers: int, n: int, *,
+             processes: int = 1) -> dict[str, float]:
+    """One run; ``processes`` > 1 makes a Bytewax cluster of that many 1-worker processes."""
     state = Path(tempfile.mkdtemp(prefix="speed-bench-"))
     with psycopg.connect(dsn, autocommit=True) as db:
         db.execute("TRUNCATE metrics_1m")
-    started = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "turnstile_cli.main", "speed", "-w", str(workers),
-         "--stop-at-end"], env=flow_env(bootstrap, dsn, topic, state),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    env = flow_env(bootstrap, dsn, topic, state)
+    # The recovery store is made once, before the processes share it.
+    recovery_config(SpeedSettings(state=StateSettings(state_dir=state)))
+    command = [sys.executable, "-m", "turnstile_cli.main", "speed", "--stop-at-end"]
+    if processes > 1:
+        addresses = ";".join(f"127.0.0.1:{p}" for p in free_ports(processes))
+        commands = [[*command, "-w", "1", "-i", str(i), "-a", addresses]
+                    for i in range(processes)]
+    else:
+        commands = [[*command, "-w", str(workers)]]
+    logs = [state / f"flow-{i}.log" for i in range(len(commands))]
+    started = time.time()
+    procs = [subprocess.Popen(c, env=env, stdout=subprocess.DEVNULL,
+                              stderr=log.open("wb"))
+             for c, log in zip(commands, logs, strict=True)]
+    rss = [0.0] * len(procs)
+    watcher = threading.Thread(target=_watch_rss, args=(procs, rss), daemon=True)
+    watcher.start()
+    codes = [proc.wait() for proc in procs]
+    watcher.join()
+    ended = time.time()
+    flow_started = min(_started_at(log) for log in logs)
     shutil.rmtree(state, ignore_errors=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"speed layer exited with {proc.returncode}")
+    if any(codes):
+        raise RuntimeError(f"speed layer exited with {codes}")
     with psycopg.connect(dsn, autocommit=True) as db:
         counted = db.execute("SELECT sum(request_count), count(*) FROM metrics_1m").fetchone()
     if counted is None or counted[0] != n:
         raise RuntimeError(f"metrics_1m counts {counted}, expected {n}")
-    return {"seconds": elapsed, "events_per_s": n / elapsed, "peak_rss_mb": usage.ru_maxrss / 1024,
-            "rows": float(counted[1])}
+    return {"seconds": ended - started, "events_per_s": n / (ended - started),
+            "flow_seconds": ended - flow_started,
+            "flow_events_per_s": n / (ended - flow_started),
+            "peak_rss_mb": max(rss), "rows": float(counted[1])}
 
 
 def freshness(bootstrap: str, dsn: str, seconds: float, rate: int = 20_000) -> dict[str, float]:
@@ -200,17 +270,32 @@ def freshness(bootstrap: str, dsn: str, seconds: float, rate: int = 20_000) -> d
             "p50_ms": float(np.percentile(lags, 50)), "p99_ms": float(np.percentile(lags, 99))}
 
 
+CONFIGS = {
+    # label: (workers per process, processes)
+    "1 worker": (1, 1),
+    "2 workers (2 processes)": (1, 2),
+    "2 workers (1 process, 2 threads)": (2, 1),
+}
+
+
+def _load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=2_000_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--freshness-s", type=float, default=20.0)
+    parser.add_argument("--spread-events", type=int, default=500_000,
+                        help="events of the pathological spread case (0: skip it)")
     args = parser.parse_args()
     external = os.environ.get("TURNSTILE_KAFKA_BOOTSTRAP") and os.environ.get(
         "TURNSTILE_DATABASE_URL")
     root = Path(tempfile.mkdtemp(prefix="speed-bench-stack-"))
     root.chmod(0o755)
     stack = None
+    load_before = _load()
     if external:
         bootstrap = os.environ["TURNSTILE_KAFKA_BOOTSTRAP"]
         dsn = os.environ["TURNSTILE_DATABASE_URL"]
@@ -220,23 +305,40 @@ def main() -> None:
                                        postgres_port=p))
         stack.up(KafkaSettings(bootstrap=stack.kafka_bootstrap), timeout=90.0)
         bootstrap, dsn = stack.kafka_bootstrap, stack.database_url
+    spread: dict[str, float] = {}
     try:
         migrate(dsn)
+        start_us = int(time.time() * 1e6) - 3_600_000_000
         topic = f"bench.speed.{uuid.uuid4().hex[:8]}"
         ensure_topic(bootstrap, topic, PARTITIONS)
         t = time.perf_counter()
-        records = make_events(args.events, seed=1, start_us=int(time.time() * 1e6) - 3_600_000_000)
+        records = make_events(args.events, seed=1, start_us=start_us, shape="live")
         produce(bootstrap, topic, records)
         del records
         prefill_s = time.perf_counter() - t
-        base = [baseline(bootstrap, topic, args.events) for _ in range(args.runs)]
-        flows = {w: [run_flow(bootstrap, dsn, topic, w, args.events) for _ in range(args.runs)]
-                 for w in (1, 2)}
+        base: list[float] = []
+        flows: dict[str, list[dict[str, float]]] = {label: [] for label in CONFIGS}
+        for _ in range(args.runs):  # interleaved, so a busy spell hits every figure alike
+            base.append(baseline(bootstrap, topic, args.events))
+            for label, (workers, processes) in CONFIGS.items():
+                flows[label].append(run_flow(bootstrap, dsn, topic, workers, args.events,
+                                             processes=processes))
+        if args.spread_events:
+            spread_topic = f"bench.spread.{uuid.uuid4().hex[:8]}"
+            ensure_topic(bootstrap, spread_topic, PARTITIONS)
+            records = make_events(args.spread_events, seed=2, start_us=start_us,
+                                  shape="spread")
+            produce(bootstrap, spread_topic, records)
+            del records
+            spread_base = baseline(bootstrap, spread_topic, args.spread_events)
+            spread = run_flow(bootstrap, dsn, spread_topic, 1, args.spread_events)
+            spread["baseline_events_per_s"] = spread_base
         fresh = freshness(bootstrap, dsn, args.freshness_s) if args.freshness_s > 0 else {}
     finally:
         if stack is not None:
             stack.down(timeout=30.0)
         shutil.rmtree(root, ignore_errors=True)
+    load_after = _load()
 
     def med(runs: list[dict[str, float]], key: str) -> float:
         return statistics.median(r[key] for r in runs)
@@ -246,34 +348,58 @@ def main() -> None:
         "command": "python -m benchmarks.speed_layer " + " ".join(sys.argv[1:]),
         "machine": {"cores": os.cpu_count(), "memory_gb": round(
             os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-            "python": platform.python_version()},
-        "events": args.events, "series": 100_000, "partitions": PARTITIONS, "runs": args.runs,
+            "python": platform.python_version(),
+            "load_average_1_5_15_before": load_before, "load_average_1_5_15_after": load_after},
+        "events": args.events, "series": SERIES, "partitions": PARTITIONS, "runs": args.runs,
+        "event_shape": (
+            f"live: timestamps rising over {LIVE_SECONDS} s of event time (+-2 s jitter), "
+            f"series drawn Zipf-like (exponent {ZIPF_S}) over {SERIES:,} series"),
         "prefill_seconds": round(prefill_s, 1),
         "baseline_consume_decode_events_per_s": round(base_eps),
+        "baseline_runs_events_per_s": [round(b) for b in base],
         "workers": {
-            str(w): {
+            label: {
                 "events_per_s": round(med(r, "events_per_s")),
-                "events_per_s_per_worker": round(med(r, "events_per_s") / w),
+                "events_per_s_per_worker": round(med(r, "events_per_s") / (w * p)),
                 "seconds": round(med(r, "seconds"), 2),
                 "ratio_vs_baseline": round(med(r, "events_per_s") / base_eps, 3),
+                "flow_events_per_s": round(med(r, "flow_events_per_s")),
+                "flow_seconds": round(med(r, "flow_seconds"), 2),
+                "flow_ratio_vs_baseline": round(med(r, "flow_events_per_s") / base_eps, 3),
                 "peak_rss_mb": round(max(x["peak_rss_mb"] for x in r), 1),
                 "metrics_1m_rows": int(med(r, "rows")),
-            } for w, r in flows.items()
+                "runs_events_per_s": [round(x["events_per_s"]) for x in r],
+            } for (label, r), (w, p) in zip(flows.items(), CONFIGS.values(), strict=True)
         },
+        "pathological_spread_case": {
+            "shape": f"uniform over {SERIES:,} series and {SPREAD_MINUTES} minutes: almost "
+                     "every event opens its own window (1 worker, 1 run)",
+            "events": args.spread_events,
+            **{k: round(v, 2) for k, v in spread.items()},
+        } if spread else {},
         "freshness_20k_events_per_s": fresh,
-        "notes": "seconds = process start to exit (includes ~1-2 s of start-up and the final "
-                 "flush); recovery snapshots on (every 10 s).",
+        "notes": "seconds = process start to exit (includes Python start-up, ~1-2 s here "
+                 "without .pyc caching, and the final flush); flow_seconds = from the "
+                 "dataflow starting (after imports) to exit. Recovery snapshots on (every "
+                 "10 s). '2 processes' = a 2-process Bytewax cluster of 1 worker each; "
+                 "'2 threads' share one GIL. Baseline = one plain confluent-kafka consumer "
+                 "decoding with schemas.codec.decode_metric_columns, same topic, same run.",
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"{'measure':<40}{'value':>16}")
-    print(f"{'baseline consume+decode events/s':<40}{base_eps:>16,.0f}")
-    for w, r in result["workers"].items():
-        print(f"{f'{w} worker(s) events/s':<40}{r['events_per_s']:>16,}")
-        print(f"{f'{w} worker(s) ratio vs baseline':<40}{r['ratio_vs_baseline']:>16}")
-        print(f"{f'{w} worker(s) peak RSS MB':<40}{r['peak_rss_mb']:>16}")
+    print(f"{'measure':<52}{'value':>14}")
+    print(f"{'baseline consume+decode events/s':<52}{base_eps:>14,.0f}")
+    for label, r in result["workers"].items():
+        print(f"{label + ' events/s (process start..exit)':<52}{r['events_per_s']:>14,}")
+        print(f"{label + ' events/s (flow start..exit)':<52}{r['flow_events_per_s']:>14,}")
+        print(f"{label + ' ratio vs baseline':<52}{r['ratio_vs_baseline']:>14}")
+        print(f"{label + ' peak RSS MB':<52}{r['peak_rss_mb']:>14}")
+    if spread:
+        print(f"{'pathological spread, 1 worker events/s':<52}{spread['events_per_s']:>14,.0f}")
+        print(f"{'pathological spread, metrics_1m rows':<52}{spread['rows']:>14,.0f}")
     for k, v in fresh.items():
-        print(f"{'freshness ' + k:<40}{v:>16,.1f}")
+        print(f"{'freshness ' + k:<52}{v:>14,.1f}")
+    print(f"machine load average before {load_before}, after {load_after}")
     print(f"written {RESULTS}")
 
 

@@ -8,6 +8,7 @@ rows that did decode.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 
@@ -15,20 +16,31 @@ from schemas.codec import decode_metric_columns
 from speed_layer.items import DeadLetter, ShardBatch
 
 
+class Keys(Protocol):
+    """Record keys by position: a list, or a lazy view read only for dead letters."""
+
+    def __getitem__(self, index: int, /) -> bytes | None: ...
+
+    def __len__(self) -> int: ...
+
+
 def decode_poll(
     *,
     topic: str,
     partition: int,
     values: Sequence[bytes],
-    keys: Sequence[bytes | None],
+    keys: Keys,
     offsets: Sequence[int],
-    batch_ids: Sequence[str],
+    batch_ids: Sequence[str | bytes],
     produced_ms: Sequence[int],
 ) -> ShardBatch:
     """Decode the values of one poll; ``next_offset`` is one past the last offset."""
     columns, poison = decode_metric_columns(values)
     all_offsets = np.asarray(offsets, dtype=np.int64)
     rows = columns.positions
+    ids = np.empty(len(batch_ids), dtype=object)
+    ids[:] = batch_ids
+    produced = np.asarray(produced_ms, dtype=np.int64)
     dead = tuple(
         DeadLetter(
             topic=topic,
@@ -45,8 +57,8 @@ def decode_poll(
         partition=partition,
         next_offset=int(all_offsets[-1]) + 1 if len(all_offsets) else -1,
         columns=columns,
-        offsets=all_offsets[rows],
-        batch_ids=np.asarray(batch_ids, dtype=object)[rows],
-        produced_ms=np.asarray(produced_ms, dtype=np.int64)[rows],
+        offsets=all_offsets[rows] if dead else all_offsets,
+        batch_ids=ids[rows] if dead else ids,
+        produced_ms=produced[rows] if dead else produced,
         dead_letters=dead,
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
 
 from speed_layer.items import Int64s, Objects
 
@@ -28,26 +29,33 @@ class BatchDeduper:
         self.newest_ms = np.iinfo(np.int64).min
 
     def duplicates(self, batch_ids: Objects, produced_ms: Int64s) -> npt.NDArray[np.bool_]:
-        """Mask of rows that belong to a retry; remembers the new ids it sees."""
-        dup = np.zeros(len(batch_ids), dtype=np.bool_)
-        has_id = batch_ids != NO_BATCH_ID
-        if not has_id.any():
-            return dup
-        ids = batch_ids[has_id]
-        produced = produced_ms[has_id]
-        unique, first_index, inverse = np.unique(ids, return_index=True, return_inverse=True)
-        firsts = np.empty(len(unique), dtype=np.int64)
+        """Mask of rows that belong to a retry; remembers the new ids it sees.
+
+        Ids are hashed in C++ (pyarrow); Python sees each distinct id of the poll once.
+        """
+        encoded = pa.array(batch_ids).dictionary_encode()
+        ids = encoded.dictionary
+        if pa.types.is_binary(ids.type):
+            ids = ids.cast(pa.string())
+        names: list[str] = ids.to_pylist()
+        code = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        firsts = np.full(len(names), np.iinfo(np.int64).max, dtype=np.int64)
+        np.minimum.at(firsts, code, produced_ms)  # earliest record of each id in the poll
         known = self.first_ms
-        # One iteration per distinct batch id in the poll, not per record.
-        for j, (batch_id, index) in enumerate(zip(unique.tolist(), first_index.tolist(),
-                                                  strict=True)):
+        has_id = np.ones(len(names), dtype=np.bool_)
+        for j, batch_id in enumerate(names):  # one iteration per distinct id, not per row
+            if batch_id == NO_BATCH_ID:
+                has_id[j] = False
+                continue
             first = known.get(batch_id)
             if first is None:
-                first = int(produced[index])
-                known[batch_id] = first
-            firsts[j] = first
-        dup[has_id] = produced > firsts[inverse] + self.attempt_window_ms
-        self.newest_ms = max(self.newest_ms, int(produced.max()))
+                known[batch_id] = int(firsts[j])
+            else:
+                firsts[j] = first
+        limit = np.where(has_id, firsts, np.iinfo(np.int64).max - self.attempt_window_ms)
+        if len(produced_ms):
+            self.newest_ms = max(self.newest_ms, int(produced_ms.max()))
+        dup: npt.NDArray[np.bool_] = produced_ms > limit[code] + self.attempt_window_ms
         return dup
 
     def forget_old(self) -> int:

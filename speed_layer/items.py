@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
 
 from schemas.codec import MetricColumns
 
@@ -42,7 +43,7 @@ class ShardBatch:
     next_offset: int
     columns: MetricColumns
     offsets: Int64s
-    batch_ids: Objects  # str per row; "" when the record carried no batch id header
+    batch_ids: Objects  # str or bytes per row; empty when the record carried no batch id
     produced_ms: Int64s  # Kafka record timestamp (CreateTime) per row
     dead_letters: tuple[DeadLetter, ...] = ()
 
@@ -55,10 +56,10 @@ class MetricRows:
     """Full state of some minute windows: what ``metrics_1m`` rows must become."""
 
     bucket_us: Int64s
-    project_id: list[str]
-    api_key: list[str]
-    endpoint: list[str]
-    method: list[str]
+    project_id: Objects  # str per row
+    api_key: Objects
+    endpoint: Objects
+    method: Objects
     status_class: npt.NDArray[np.int16]
     request_count: Int64s
     error_count: Int64s
@@ -68,7 +69,7 @@ class MetricRows:
     latency_max: Floats
     bytes_in: Int64s
     bytes_out: Int64s
-    digest: list[str]
+    digest: pa.Array  # the tdigest extension's text input, per row
 
     def __len__(self) -> int:
         return len(self.bucket_us)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 
 from bytewax.recovery import RecoveryConfig, init_db_dir
@@ -54,6 +55,8 @@ def run(
 ) -> None:
     """Block running the flow until it ends (only with ``stop_at_end``) or is killed."""
     ensure_dead_letter_topic(settings)
+    log.info("dataflow starting at %.6f (process %s, %d worker(s))", time.time(),
+             process_id or 0, workers or settings.workers)
     cli_main(  # type: ignore[no-untyped-call]
         build_flow(settings),
         workers_per_process=workers or settings.workers,

@@ -10,10 +10,13 @@ flat arrays indexed by a slot number, and owns its watermark and lateness rule:
 - the rule is applied with the running maximum *through each record*, so the outcome does
   not depend on how records were cut into polls: a replay after a crash, cut differently,
   classifies every record exactly as the first run did.
-- counts, sums, min and max are folded in per poll (vectorised); latencies wait in a
-  pending buffer and are folded into each window's t-digest only when it is emitted.
-- ``emit()`` returns the *full* state of every window that changed since the previous
-  emission (the sink replaces rows, never adds), then forgets closed windows.
+- a poll is grouped in C (pyarrow builds one key string per row and hashes it); Python
+  touches each *distinct window* of the poll once (a dict look-up for its slot), never
+  each event. Counts, sums, min and max are folded in with bincount / ufunc.at.
+- latencies wait in a pending buffer and reach the windows' sketches only when they are
+  emitted (``sketches.py``); ``emit()`` returns the *full* state of every window that
+  changed since the previous emission (the sink replaces rows, never adds), then forgets
+  closed windows.
 """
 
 from __future__ import annotations
@@ -21,19 +24,18 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
-from fastdigest import TDigest
+import pyarrow.compute as pc
 
 from schemas.codec import MetricColumns
-from speed_layer import digest as tdigest
 from speed_layer.dedupe import BatchDeduper
-from speed_layer.items import WINDOW_US, Floats, Int64s, LateRows, MetricRows, Objects, ShardBatch
+from speed_layer.items import WINDOW_US, Floats, Int64s, LateRows, MetricRows, ShardBatch
+from speed_layer.sketches import Sketches
 
-# minute_us, project_id, api_key, endpoint, method, status_class
-SeriesKey = tuple[int, str, str, str, str, int]
 _MIN_TS = int(np.iinfo(np.int64).min // 2)
 # Per-slot arrays: name → (dtype, value of an empty slot).
-_COLUMNS: dict[str, tuple[type, float]] = {
+_COLUMNS: dict[str, tuple[type, object]] = {
     "minute": (np.int64, 0),
+    "status_class": (np.int16, 0),
     "count": (np.int64, 0),
     "errors": (np.int64, 0),
     "server_errors": (np.int64, 0),
@@ -44,27 +46,35 @@ _COLUMNS: dict[str, tuple[type, float]] = {
     "lat_max": (np.float64, -np.inf),
     "changed": (np.bool_, False),
     "live": (np.bool_, False),
+    "project": (np.object_, None),
+    "api_key": (np.object_, None),
+    "endpoint": (np.object_, None),
+    "method": (np.object_, None),
 }
 
 
-def _codes(values: list[str] | Objects) -> tuple[Int64s, list[str]]:
-    """Dictionary-encode strings in C++ (pyarrow): per-row codes and the distinct values."""
-    encoded = pa.array(values, type=pa.string()).dictionary_encode()
-    indices = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-    return indices, encoded.dictionary.to_pylist()
+def window_keys(minute: pa.Array, status_class: pa.Array, method: pa.Array,
+                project: pa.Array, api_key: pa.Array, endpoint: pa.Array) -> pa.Array:
+    """One string per row naming its (minute, series), built in C++.
 
-
-def _combine(a: Int64s, b: Int64s) -> Int64s:
-    """Codes of the pairs (a, b), compacted again so products never overflow."""
-    width = int(b.max()) + 1 if len(b) else 1
-    _, inverse = np.unique(a * width + b, return_inverse=True)
-    return np.asarray(inverse, dtype=np.int64)
+    ``minute|status|method|len(project):project len(api_key):api_key endpoint``: the
+    lengths make the key unambiguous whatever characters the free-text parts hold.
+    """
+    sep = "\x1f"
+    return pc.binary_join_element_wise(
+        pc.cast(minute, pa.string()), pc.cast(status_class, pa.string()), method,
+        pc.binary_join_element_wise(
+            pc.cast(pc.utf8_length(project), pa.string()), project,
+            pc.cast(pc.utf8_length(api_key), pa.string()), api_key, endpoint, ":"),
+        sep,
+    )
 
 
 class ShardWindows:
     """All open minute windows of one shard. Pickled whole as the Bytewax snapshot."""
 
     minute: Int64s
+    status_class: npt.NDArray[np.int16]
     count: Int64s
     errors: Int64s
     server_errors: Int64s
@@ -75,6 +85,10 @@ class ShardWindows:
     lat_max: Floats
     changed: npt.NDArray[np.bool_]
     live: npt.NDArray[np.bool_]
+    project: npt.NDArray[np.object_]
+    api_key: npt.NDArray[np.object_]
+    endpoint: npt.NDArray[np.object_]
+    method: npt.NDArray[np.object_]
 
     def __init__(
         self, *, allowed_lateness_us: int, compression: int, attempt_window_ms: int
@@ -84,10 +98,10 @@ class ShardWindows:
         horizon_ms = (allowed_lateness_us + 2 * WINDOW_US) // 1000
         self.deduper = BatchDeduper(attempt_window_ms, horizon_ms)
         self.max_ts_us = _MIN_TS
-        self.slots: dict[SeriesKey, int] = {}
-        self.keys: list[SeriesKey | None] = []
+        self.slots: dict[str, int] = {}
+        self.keys: list[str | None] = []
         self.free: list[int] = []
-        self.digests: list[TDigest | tuple[float, ...] | None] = []
+        self.sketches = Sketches(compression)
         self._alloc(1024)
         self.pending_slots: list[Int64s] = []
         self.pending_values: list[Floats] = []
@@ -103,30 +117,28 @@ class ShardWindows:
             extra: npt.NDArray[np.generic] = np.full(grow, fill, dtype=dtype)
             setattr(self, name, extra if old == 0 else np.concatenate([getattr(self, name), extra]))
         self.keys.extend([None] * grow)
-        self.digests.extend([None] * grow)
+        self.sketches.grow(capacity)
         self.free.extend(range(capacity - 1, old - 1, -1))
 
-    def _slot_for(self, key: SeriesKey) -> int:
-        slot = self.slots.get(key)
-        if slot is None:
-            if not self.free:
-                self._alloc(len(self.keys) * 2)
-            slot = self.free.pop()
-            self.slots[key] = slot
-            self.keys[slot] = key
-            self.minute[slot] = key[0]
-            self.live[slot] = True
-        return slot
+    def _take_slots(self, n: int) -> Int64s:
+        while len(self.free) < n:
+            self._alloc(len(self.keys) * 2)
+        taken = self.free[len(self.free) - n:]
+        del self.free[len(self.free) - n:]
+        return np.asarray(taken, dtype=np.int64)
 
     def _release(self, slots: Int64s) -> None:
-        for slot in slots.tolist():
-            key = self.keys[slot]
+        if not len(slots):
+            return
+        keys, table = self.keys, self.slots
+        for slot in slots.tolist():  # one step per closed window, never per event
+            key = keys[slot]
             if key is not None:
-                del self.slots[key]
-            self.keys[slot] = None
-            self.digests[slot] = None
+                del table[key]
+            keys[slot] = None
         for name, (_, fill) in _COLUMNS.items():
             getattr(self, name)[slots] = fill
+        self.sketches.release(slots)
         self.free.extend(slots.tolist())
 
     @property
@@ -144,74 +156,63 @@ class ShardWindows:
             return None
         cols = batch.columns
         kept = ~self.deduper.duplicates(batch.batch_ids, batch.produced_ms)
-        self.duplicates += int(len(kept) - kept.sum())
-        keep: Int64s = np.flatnonzero(kept)
-        ts = cols.timestamp_us[keep]
-        if len(ts) == 0:
+        n_kept = int(kept.sum())
+        self.duplicates += len(kept) - n_kept
+        if n_kept == 0:
             return None
-        project = np.asarray(cols.project_id, dtype=object)[keep]
-        api_key = np.asarray(cols.api_key, dtype=object)[keep]
+        keep: Int64s | None = None if n_kept == len(kept) else np.flatnonzero(kept)
+        ts = cols.timestamp_us if keep is None else cols.timestamp_us[keep]
         minute = ts - np.mod(ts, WINDOW_US)
         running = np.maximum.accumulate(np.maximum(ts, self.max_ts_us))
         self.max_ts_us = int(running[-1])
         late = minute + WINDOW_US <= running - self.allowed_lateness_us
         late_rows = None
         if late.any():
-            self.late += int(late.sum())
+            rows = np.arange(len(kept)) if keep is None else keep
+            late_at = rows[late]
+            self.late += len(late_at)
+            late_list = late_at.tolist()
             late_rows = LateRows(
                 topic=batch.topic,
                 partition=batch.partition,
-                offset=batch.offsets[keep][late],
-                project_id=project[late].tolist(),
-                api_key=api_key[late].tolist(),
+                offset=batch.offsets[late_at],
+                project_id=[cols.project_id[i] for i in late_list],  # late rows are rare
+                api_key=[cols.api_key[i] for i in late_list],
                 bucket_us=minute[late],
             )
             on_time = ~late
             if not on_time.any():
                 return late_rows
-            keep = keep[on_time]
-            project, api_key, minute = project[on_time], api_key[on_time], minute[on_time]
-        self._fold(cols, keep, project, api_key, minute)
+            keep, minute = rows[on_time], minute[on_time]
+        self._fold(cols, keep, minute)
         return late_rows
 
-    def _fold(
-        self,
-        cols: MetricColumns,
-        keep: Int64s,
-        project: Objects,
-        api_key: Objects,
-        minute: Int64s,
-    ) -> None:
-        endpoint = np.asarray(cols.endpoint, dtype=object)[keep]
-        method = np.asarray(cols.method, dtype=object)[keep]
-        status = cols.status_code[keep].astype(np.int64)
-        status_class = status // 100
-        latency = cols.latency_ms[keep].astype(np.float64)
-        p_code, p_vals = _codes(project)
-        a_code, a_vals = _codes(api_key)
-        e_code, e_vals = _codes(endpoint)
-        m_code, m_vals = _codes(method)
-        minute_vals, minute_code = np.unique(minute, return_inverse=True)
-        group = _combine(_combine(_combine(_combine(p_code, a_code), e_code), m_code),
-                         status_class)
-        group = _combine(group, minute_code.astype(np.int64))
-        n_groups = int(group.max()) + 1
-        _, first = np.unique(group, return_index=True)
-        # One dictionary look-up per distinct (series, minute) of the poll.
-        group_slot = np.fromiter(
-            (
-                self._slot_for((
-                    int(minute_vals[mc]), p_vals[p], a_vals[a], e_vals[e], m_vals[m], int(sc),
-                ))
-                for p, a, e, m, sc, mc in zip(
-                    p_code[first].tolist(), a_code[first].tolist(), e_code[first].tolist(),
-                    m_code[first].tolist(), status_class[first].tolist(),
-                    minute_code[first].tolist(), strict=True,
-                )
-            ),
-            np.int64,
-            n_groups,
-        )
+    def _fold(self, cols: MetricColumns, keep: Int64s | None, minute: Int64s) -> None:
+        def strings(values: list[str]) -> pa.Array:
+            arr = pa.array(values, type=pa.string())
+            return arr if keep is None else arr.take(keep)
+
+        def pick(values: npt.NDArray[np.generic]) -> npt.NDArray[np.generic]:
+            return values if keep is None else values[keep]
+
+        project, api_key = strings(cols.project_id), strings(cols.api_key)
+        endpoint, method = strings(cols.endpoint), strings(cols.method)
+        status = pick(cols.status_code).astype(np.int64)
+        status_class = (status // 100).astype(np.int16)
+        latency = pick(cols.latency_ms).astype(np.float64)
+        encoded = window_keys(pa.array(minute), pa.array(status_class), method, project,
+                              api_key, endpoint).dictionary_encode()
+        group = encoded.indices.to_numpy().astype(np.int64)
+        distinct: list[str] = encoded.dictionary.to_pylist()
+        n_groups = len(distinct)
+        get = self.slots.get
+        group_slot = np.asarray([get(k, -1) for k in distinct], dtype=np.int64)
+        new = np.flatnonzero(group_slot < 0)
+        if len(new):
+            first = np.full(n_groups, len(group), dtype=np.int64)
+            np.minimum.at(first, group, np.arange(len(group), dtype=np.int64))
+            self._open(new, first[new], group_slot, distinct, minute, status_class,
+                       (project, api_key, endpoint, method))
         row_slot = group_slot[group]
         self.count[group_slot] += np.bincount(group, minlength=n_groups)
         self.errors[group_slot] += np.bincount(group, status >= 400, n_groups).astype(np.int64)
@@ -219,78 +220,74 @@ class ShardWindows:
             np.int64
         )
         self.bytes_in[group_slot] += np.bincount(
-            group, cols.request_bytes[keep], n_groups
+            group, pick(cols.request_bytes), n_groups
         ).astype(np.int64)
         self.bytes_out[group_slot] += np.bincount(
-            group, cols.response_bytes[keep], n_groups
+            group, pick(cols.response_bytes), n_groups
         ).astype(np.int64)
         self.lat_sum[group_slot] += np.bincount(group, latency, n_groups)
-        np.minimum.at(self.lat_min, row_slot, latency)
-        np.maximum.at(self.lat_max, row_slot, latency)
+        low = np.full(n_groups, np.inf)
+        high = np.full(n_groups, -np.inf)
+        np.minimum.at(low, group, latency)
+        np.maximum.at(high, group, latency)
+        self.lat_min[group_slot] = np.minimum(self.lat_min[group_slot], low)
+        self.lat_max[group_slot] = np.maximum(self.lat_max[group_slot], high)
         self.changed[group_slot] = True
         self.pending_slots.append(row_slot)
         self.pending_values.append(latency)
 
+    def _open(self, new: Int64s, first_rows: Int64s, group_slot: Int64s, distinct: list[str],
+              minute: Int64s, status_class: npt.NDArray[np.int16],
+              strings: tuple[pa.Array, pa.Array, pa.Array, pa.Array]) -> None:
+        """Give slots to the windows first seen in this poll (one step per new window)."""
+        slots = self._take_slots(len(new))
+        group_slot[new] = slots
+        new_keys = [distinct[g] for g in new.tolist()]
+        slot_list = slots.tolist()
+        self.slots.update(zip(new_keys, slot_list, strict=True))
+        keys = self.keys
+        for key, slot in zip(new_keys, slot_list, strict=True):
+            keys[slot] = key
+        at = pa.array(first_rows)
+        self.minute[slots] = minute[first_rows]
+        self.status_class[slots] = status_class[first_rows]
+        for name, values in zip(("project", "api_key", "endpoint", "method"), strings,
+                                strict=True):
+            getattr(self, name)[slots] = values.take(at).to_numpy(zero_copy_only=False)
+        self.live[slots] = True
+
     # -- emit ------------------------------------------------------------------------------
-    def _fold_digests(self) -> None:
-        """Fold pending latencies into each changed window's sketch, one slot at a time.
-
-        Windows with few values (most of them, with many series) keep the raw values as a
-        sorted tuple: exact, cheap to pickle and to print; past ``RAW_LIMIT`` values they
-        become a fastdigest.
-        """
-        if not self.pending_slots:
-            return
-        slots = np.concatenate(self.pending_slots)
-        values = np.concatenate(self.pending_values)
-        self.pending_slots, self.pending_values = [], []
-        order = np.lexsort((values, slots))
-        slots, values = slots[order], values[order]
-        unique, starts = np.unique(slots, return_index=True)
-        ends = np.append(starts[1:], len(slots))
-        as_list = values.tolist()
-        digests = self.digests
-        compression = self.compression
-        for slot, a, b in zip(unique.tolist(), starts.tolist(), ends.tolist(), strict=True):
-            current = digests[slot]
-            if isinstance(current, TDigest):
-                digests[slot] = tdigest.fold(current, values[a:b], compression)
-                continue
-            merged = tuple(as_list[a:b]) if current is None else tuple(
-                sorted(current + tuple(as_list[a:b])))
-            if len(merged) <= tdigest.RAW_LIMIT:
-                digests[slot] = merged
-            else:
-                digests[slot] = tdigest.build(np.asarray(merged, dtype=np.float64), compression)
-
     def emit(self) -> MetricRows | None:
         """Full state of the windows changed since the last call; closed windows forgotten."""
-        self._fold_digests()
+        rows = None
         changed = np.flatnonzero(self.changed)
-        rows = self._rows(changed) if len(changed) else None
-        self.changed[changed] = False
+        if len(changed):
+            slots = np.concatenate(self.pending_slots)
+            values = np.concatenate(self.pending_values)
+            self.pending_slots, self.pending_values = [], []
+            order, digests = self.sketches.fold_and_print(slots, values, changed, self.count)
+            rows = self._rows(changed[order], digests)
+            self.changed[changed] = False
         closed = np.flatnonzero(self.live & (self.minute + WINDOW_US <= self.watermark_us))
         self._release(closed)
         self.deduper.forget_old()
         return rows
 
-    def _rows(self, slots: Int64s) -> MetricRows:
-        keys = [self.keys[s] for s in slots.tolist()]
-        digests = [self.digests[s] for s in slots.tolist()]
+    def _rows(self, slots: Int64s, digests: pa.Array) -> MetricRows:
         return MetricRows(
-            bucket_us=self.minute[slots].copy(),
-            project_id=[k[1] for k in keys if k is not None],
-            api_key=[k[2] for k in keys if k is not None],
-            endpoint=[k[3] for k in keys if k is not None],
-            method=[k[4] for k in keys if k is not None],
-            status_class=np.asarray([k[5] for k in keys if k is not None], dtype=np.int16),
-            request_count=self.count[slots].copy(),
-            error_count=self.errors[slots].copy(),
-            server_error_count=self.server_errors[slots].copy(),
-            latency_sum=self.lat_sum[slots].copy(),
-            latency_min=self.lat_min[slots].copy(),
-            latency_max=self.lat_max[slots].copy(),
-            bytes_in=self.bytes_in[slots].copy(),
-            bytes_out=self.bytes_out[slots].copy(),
-            digest=[tdigest.to_pg_text(d, self.compression) for d in digests],
+            bucket_us=self.minute[slots],
+            project_id=self.project[slots],
+            api_key=self.api_key[slots],
+            endpoint=self.endpoint[slots],
+            method=self.method[slots],
+            status_class=self.status_class[slots],
+            request_count=self.count[slots],
+            error_count=self.errors[slots],
+            server_error_count=self.server_errors[slots],
+            latency_sum=self.lat_sum[slots],
+            latency_min=self.lat_min[slots],
+            latency_max=self.lat_max[slots],
+            bytes_in=self.bytes_in[slots],
+            bytes_out=self.bytes_out[slots],
+            digest=digests,
         )

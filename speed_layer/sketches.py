@@ -1,0 +1,159 @@
+"""Latency sketches of a shard's windows, folded and printed in bulk at emission time.
+
+A window with at most ``RAW_LIMIT`` values keeps them raw (exact; printed as centroids
+of weight 1) in one flat store shared by all windows of the shard: two numpy arrays
+(slot, value), so neither folding nor printing touches a value in Python. Past the limit
+a window gets a fastdigest (compression = max centroids), built from its values in one
+call; those windows are few (at most one per ``RAW_LIMIT`` events) and are the only ones
+handled one by one. The PostgreSQL ``tdigest`` text of every emitted window is built by
+Arrow compute kernels (shortest round-trip float formatting, list joins).
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+from fastdigest import TDigest
+
+from speed_layer import digest as tdigest
+from speed_layer.items import Floats, Int64s
+
+RAW_LIMIT = tdigest.RAW_LIMIT
+
+
+def pg_texts(means: Floats, counts: Int64s, sizes: Int64s, compression: int) -> pa.Array:
+    """``tdigest`` text of many sketches: centroids concatenated, ``sizes`` per sketch.
+
+    Centroids must be sorted by mean within each sketch and counts be positive integers.
+    """
+    if not len(sizes):
+        return pa.array([], pa.string())
+    pairs = pc.binary_join_element_wise(
+        "(", pc.cast(pa.array(means), pa.string()), ", ",
+        pc.cast(pa.array(counts), pa.string()), ")", "")
+    offsets = np.zeros(len(sizes) + 1, dtype=np.int32)
+    np.cumsum(sizes, out=offsets[1:])
+    bodies = pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets), pairs), " ")
+    starts = offsets[:-1].astype(np.int64)
+    totals = np.add.reduceat(counts, starts) if len(counts) else np.zeros(0, np.int64)
+    return pc.binary_join_element_wise(
+        "flags 1 count ", pc.cast(pa.array(totals), pa.string()),
+        f" compression {compression} centroids ", pc.cast(pa.array(sizes), pa.string()),
+        " ", bodies, "")
+
+
+def _segments(sorted_keys: Int64s) -> tuple[Int64s, Int64s, Int64s]:
+    """Distinct values of a sorted array, where each run starts and how long it is."""
+    if not len(sorted_keys):
+        empty = np.zeros(0, np.int64)
+        return empty, empty, empty
+    starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
+    sizes = np.diff(np.r_[starts, len(sorted_keys)])
+    return sorted_keys[starts], starts, sizes
+
+
+class Sketches:
+    """Per-slot sketches: raw values in a shared store, or a fastdigest past the limit."""
+
+    def __init__(self, compression: int) -> None:
+        self.compression = compression
+        self.digests: list[TDigest | None] = []
+        self.heavy: npt.NDArray[np.bool_] = np.zeros(0, dtype=np.bool_)
+        self.raw_slot: Int64s = np.zeros(0, dtype=np.int64)
+        self.raw_value: Floats = np.zeros(0, dtype=np.float64)
+
+    def grow(self, capacity: int) -> None:
+        extra = capacity - len(self.digests)
+        self.digests.extend([None] * extra)
+        self.heavy = np.concatenate([self.heavy, np.zeros(extra, dtype=np.bool_)])
+
+    def _mask(self, slots: Int64s) -> npt.NDArray[np.bool_]:
+        mask = np.zeros(len(self.digests), dtype=np.bool_)
+        mask[slots] = True
+        return mask
+
+    def release(self, slots: Int64s) -> None:
+        """Forget the sketches of closed windows."""
+        for slot in slots[self.heavy[slots]].tolist():
+            self.digests[slot] = None
+        self.heavy[slots] = False
+        keep = ~self._mask(slots)[self.raw_slot]
+        if not keep.all():
+            self.raw_slot, self.raw_value = self.raw_slot[keep], self.raw_value[keep]
+
+    def fold_and_print(self, slots: Int64s, values: Floats, changed: Int64s,
+                       count: Int64s) -> tuple[Int64s, pa.Array]:
+        """Add pending ``values`` (of ``slots``) and print every ``changed`` window.
+
+        ``changed`` is sorted; ``count`` is the per-slot value count *including* the
+        pending values. Returns the positions in ``changed`` in the order of the texts.
+        """
+        heavy_now = count[changed] > RAW_LIMIT
+        to_digest = changed[heavy_now]
+        light = changed[~heavy_now]
+        in_digest = self._mask(to_digest)[slots]
+        self._fold_heavy(to_digest, slots[in_digest], values[in_digest])
+        # Light windows: their new values join the raw store.
+        stay = ~in_digest
+        if stay.any():
+            self.raw_slot = np.concatenate([self.raw_slot, slots[stay]])
+            self.raw_value = np.concatenate([self.raw_value, values[stay]])
+        light_text = self._print_raw(light)
+        heavy_text = self._print_digests(to_digest)
+        order_slots = np.concatenate([light, to_digest])
+        return np.searchsorted(changed, order_slots), pa.concat_arrays(
+            [light_text, heavy_text])
+
+    def _fold_heavy(self, targets: Int64s, slots: Int64s, values: Floats) -> None:
+        if not len(targets):
+            return
+        convert = targets[~self.heavy[targets]]
+        if len(convert):  # their raw values move into a fresh digest
+            moving = self._mask(convert)[self.raw_slot]
+            slots = np.concatenate([slots, self.raw_slot[moving]])
+            values = np.concatenate([values, self.raw_value[moving]])
+            self.raw_slot, self.raw_value = self.raw_slot[~moving], self.raw_value[~moving]
+            self.heavy[convert] = True
+        order = np.argsort(slots, kind="stable")
+        slots, values = slots[order], values[order]
+        unique, starts, sizes = _segments(slots)
+        digests, compression = self.digests, self.compression
+        for slot, a, n in zip(unique.tolist(), starts.tolist(), sizes.tolist(), strict=True):
+            digests[slot] = tdigest.fold(digests[slot], values[a:a + n], compression)
+
+    def _print_raw(self, light: Int64s) -> pa.Array:
+        if not len(light):
+            return pa.array([], pa.string())
+        pick = self._mask(light)[self.raw_slot]
+        slots, values = self.raw_slot[pick], self.raw_value[pick]
+        order = np.lexsort((values, slots))
+        _, _, sizes = _segments(slots[order])
+        return pg_texts(values[order], np.ones(len(values), dtype=np.int64), sizes,
+                        self.compression)
+
+    def _print_digests(self, heavy: Int64s) -> pa.Array:
+        if not len(heavy):
+            return pa.array([], pa.string())
+        digests = self.digests
+        parts = [np.asarray(cast(TDigest, digests[s]).centroids, dtype=np.float64).reshape(-1, 2)
+                 for s in heavy.tolist()]
+        sizes = np.asarray([len(p) for p in parts], dtype=np.int64)
+        flat = np.concatenate(parts)
+        owner = np.repeat(np.arange(len(parts)), sizes)
+        order = np.lexsort((flat[:, 0], owner))
+        means, weights = flat[order, 0], flat[order, 1]
+        # Integer counts by rounding each sketch's running sum: totals stay exact.
+        cum = np.cumsum(weights)
+        base = np.repeat(np.r_[0.0, cum[:-1]][np.r_[0, np.cumsum(sizes)[:-1]]], sizes)
+        rounded = np.rint(cum - base).astype(np.int64)
+        first = np.r_[0, np.cumsum(sizes)[:-1]]
+        counts = np.diff(rounded, prepend=0)
+        counts[first] = rounded[first]
+        keep = counts > 0
+        return pg_texts(means[keep], counts[keep],
+                        np.bincount(owner[keep], minlength=len(parts)).astype(np.int64),
+                        self.compression)
