@@ -1,14 +1,18 @@
 """The one ``turnstile`` command: a sub-command per service and per job.
 
-Each component owns its sub-command module; this file only wires them together so that
-``turnstile --help`` lists everything. Heavy imports happen inside the commands.
+Each component owns its sub-command module and keeps heavy imports inside its commands;
+this file only wires them together so that ``turnstile --help`` lists everything.
 """
 
 from __future__ import annotations
 
 import typer
 
-from turnstile_cli import db_commands, stack_commands
+from batch_layer.cli import billing_app, lake_app
+from ingest_gateway.cli import gateway
+from query_api.cli import query
+from speed_layer.cli import app as speed_app
+from turnstile_cli import db_commands, demo_commands, keys_commands, stack_commands
 
 app = typer.Typer(
     name="turnstile",
@@ -18,6 +22,13 @@ app = typer.Typer(
 )
 app.add_typer(stack_commands.app, name="stack")
 app.add_typer(db_commands.app, name="db")
+app.add_typer(keys_commands.app, name="keys")
+app.command("gateway")(gateway)
+app.add_typer(speed_app, name="speed")
+app.add_typer(lake_app, name="lake")
+app.add_typer(billing_app, name="billing")
+app.command("query")(query)
+app.command("demo")(demo_commands.demo)
 
 
 if __name__ == "__main__":  # pragma: no cover

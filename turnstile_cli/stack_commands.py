@@ -13,8 +13,17 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from schemas.migrate import migrate
 from schemas.settings import KafkaSettings, StateSettings
+from turnstile_cli.demo_project import demo_keys
 from turnstile_cli.stack import ComponentStatus, LocalStack, StackConfig, StackError
+from turnstile_cli.stack.services import (
+    GATEWAY_PORT,
+    QUERY_PORT,
+    Service,
+    ServiceRunner,
+    platform_services,
+)
 
 app = typer.Typer(help="Run the local Kafka broker and PostgreSQL server.", no_args_is_help=True)
 _console = Console()
@@ -45,6 +54,12 @@ def up(
     kafka_controller_port: ControllerPortOption = None,
     postgres_port: PostgresPortOption = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each server.")] = 90.0,
+    services: Annotated[bool, typer.Option(
+        "--services/--no-services",
+        help="Also migrate and start gateway, speed layer, rollups, lake, billing, query API.",
+    )] = False,
+    demo_rate: Annotated[float, typer.Option(
+        help="With --services: demo traffic in requests/s (0 = none).")] = 0.0,
 ) -> None:
     """Start Kafka and PostgreSQL (unless running or given by env) and create the topics."""
     stack = _stack(state_dir, kafka_port, kafka_controller_port, postgres_port)
@@ -53,11 +68,44 @@ def up(
     except StackError as exc:
         _console.print(f"[red]stack up failed:[/red] {exc}")
         raise typer.Exit(1) from exc
+    if services:
+        rows += _start_services(stack, demo_rate)
     _print(rows)
     _console.print(f"TURNSTILE_KAFKA_BOOTSTRAP={stack.kafka_bootstrap}")
     _console.print(f"TURNSTILE_DATABASE_URL={stack.database_url}")
+    if services:
+        keys = demo_keys(stack.config.state_dir, stack.database_url)
+        _console.print(f"gateway    http://127.0.0.1:{GATEWAY_PORT}/api/v1/events/batch"
+                       f"  (demo write key {keys['write']})")
+        _console.print(f"dashboard  http://127.0.0.1:{QUERY_PORT}/  (demo read key {keys['read']})")
+        _console.print(f"API docs   http://127.0.0.1:{QUERY_PORT}/docs")
     if not all(row.healthy for row in rows):
         raise typer.Exit(1)
+
+
+def _start_services(stack: LocalStack, demo_rate: float) -> list[ComponentStatus]:
+    """Migrate, create the demo project, then start every platform service."""
+    migrate(stack.database_url)
+    demo_keys(stack.config.state_dir, stack.database_url)
+    runner = _runner(stack)
+    wanted = platform_services(stack.config.state_dir, demo_rate=demo_rate or None)
+    for service in wanted:
+        runner.start(service)
+    for service in wanted:
+        runner.wait_healthy(service)
+    return [runner.status(service) for service in wanted]
+
+
+def _runner(stack: LocalStack) -> ServiceRunner:
+    return ServiceRunner(stack.config.state_dir, {
+        "TURNSTILE_KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
+        "TURNSTILE_DATABASE_URL": stack.database_url,
+    })
+
+
+def _services_of(stack: LocalStack) -> list[Service]:
+    """Every service that may run in this state folder (the demo included)."""
+    return platform_services(stack.config.state_dir, demo_rate=1.0)
 
 
 @app.command()
@@ -65,14 +113,21 @@ def down(
     state_dir: StateDirOption = None,
     timeout: Annotated[float, typer.Option(help="Seconds before SIGKILL.")] = 30.0,
 ) -> None:
-    """Stop the local servers of the state folder."""
-    _print(_stack(state_dir, None, None, None).down(timeout=timeout))
+    """Stop the platform services, then the local servers of the state folder."""
+    stack = _stack(state_dir, None, None, None)
+    runner = _runner(stack)
+    for service in reversed(_services_of(stack)):
+        runner.stop(service)
+    _print(stack.down(timeout=timeout))
 
 
 @app.command()
 def status(state_dir: StateDirOption = None) -> None:
     """Show each component's PID, address and health; exits 1 when one is unhealthy."""
-    rows = _stack(state_dir, None, None, None).status()
+    stack = _stack(state_dir, None, None, None)
+    runner = _runner(stack)
+    rows = stack.status() + [runner.status(service) for service in _services_of(stack)
+                             if runner.pid(service) is not None]
     _print(rows)
     if not all(row.healthy for row in rows):
         raise typer.Exit(1)
