@@ -4,19 +4,19 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 BIN := .venv/bin
+DEMO_RATE ?= 50
 
 .PHONY: run test down lint install clean help
 
-run: install ## Start Kafka + PostgreSQL on 127.0.0.1, apply migrations, print the addresses
-	$(BIN)/turnstile stack up
-	$(BIN)/turnstile db migrate
+run: install ## Start Kafka, PostgreSQL, every service and demo traffic on 127.0.0.1; print the URLs
+	$(BIN)/turnstile stack up --services --demo-rate $(DEMO_RATE)
 
 test: install ## Lint, type-check and run all tests (integration tests start their own servers)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest
 
-down: ## Stop the local stack started by `make run`
+down: ## Stop everything `make run` started
 	@if [ -x $(BIN)/turnstile ]; then $(BIN)/turnstile stack down; fi
 
 lint: install ## ruff and mypy only
