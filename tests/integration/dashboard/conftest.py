@@ -137,7 +137,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def site(stack, tmp_path_factory) -> Iterator[Site]:
     now = datetime.now(UTC)
     lake = tmp_path_factory.mktemp("dashboard-lake")
@@ -169,7 +169,9 @@ def site(stack, tmp_path_factory) -> Iterator[Site]:
         thread.join(timeout=15)
 
 
-@pytest.fixture(scope="session")
+# Module scope: Playwright's sync API keeps an asyncio loop running in this thread while it
+# is open, and later tests that call asyncio.run() would fail with a session-wide browser.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     from playwright.sync_api import sync_playwright
 
