@@ -6,6 +6,7 @@ last ``up`` recorded in the state folder, then the defaults (19092/19093/15432).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -24,6 +25,8 @@ from turnstile_cli.stack.services import (
     ServiceRunner,
     platform_services,
 )
+
+_SERVICES_FILE = "services.json"  # the ports the last `up --services` used
 
 app = typer.Typer(help="Run the local Kafka broker and PostgreSQL server.", no_args_is_help=True)
 _console = Console()
@@ -45,6 +48,10 @@ ControllerPortOption = Annotated[
 PostgresPortOption = Annotated[
     int | None, typer.Option("--postgres-port", envvar="TURNSTILE_STACK_POSTGRES_PORT")
 ]
+GatewayPortOption = Annotated[
+    int, typer.Option("--gateway-port", envvar="TURNSTILE_STACK_GATEWAY_PORT")
+]
+QueryPortOption = Annotated[int, typer.Option("--query-port", envvar="TURNSTILE_STACK_QUERY_PORT")]
 
 
 @app.command()
@@ -60,6 +67,8 @@ def up(
     )] = False,
     demo_rate: Annotated[float, typer.Option(
         help="With --services: demo traffic in requests/s (0 = none).")] = 0.0,
+    gateway_port: GatewayPortOption = GATEWAY_PORT,
+    query_port: QueryPortOption = QUERY_PORT,
 ) -> None:
     """Start Kafka and PostgreSQL (unless running or given by env) and create the topics."""
     stack = _stack(state_dir, kafka_port, kafka_controller_port, postgres_port)
@@ -69,26 +78,30 @@ def up(
         _console.print(f"[red]stack up failed:[/red] {exc}")
         raise typer.Exit(1) from exc
     if services:
-        rows += _start_services(stack, demo_rate)
+        rows += _start_services(stack, demo_rate, gateway_port, query_port)
     _print(rows)
     _console.print(f"TURNSTILE_KAFKA_BOOTSTRAP={stack.kafka_bootstrap}")
     _console.print(f"TURNSTILE_DATABASE_URL={stack.database_url}")
     if services:
         keys = demo_keys(stack.config.state_dir, stack.database_url)
-        _console.print(f"gateway    http://127.0.0.1:{GATEWAY_PORT}/api/v1/events/batch"
+        _console.print(f"gateway    http://127.0.0.1:{gateway_port}/api/v1/events/batch"
                        f"  (demo write key {keys['write']})")
-        _console.print(f"dashboard  http://127.0.0.1:{QUERY_PORT}/  (demo read key {keys['read']})")
-        _console.print(f"API docs   http://127.0.0.1:{QUERY_PORT}/docs")
+        _console.print(f"dashboard  http://127.0.0.1:{query_port}/  (demo read key {keys['read']})")
+        _console.print(f"API docs   http://127.0.0.1:{query_port}/docs")
     if not all(row.healthy for row in rows):
         raise typer.Exit(1)
 
 
-def _start_services(stack: LocalStack, demo_rate: float) -> list[ComponentStatus]:
+def _start_services(
+    stack: LocalStack, demo_rate: float, gateway_port: int, query_port: int
+) -> list[ComponentStatus]:
     """Migrate, create the demo project, then start every platform service."""
     migrate(stack.database_url)
     demo_keys(stack.config.state_dir, stack.database_url)
     runner = _runner(stack)
-    wanted = platform_services(stack.config.state_dir, demo_rate=demo_rate or None)
+    ports = {"gateway_port": gateway_port, "query_port": query_port}
+    (stack.config.state_dir / _SERVICES_FILE).write_text(json.dumps(ports) + "\n")
+    wanted = platform_services(stack.config.state_dir, demo_rate=demo_rate or None, **ports)
     for service in wanted:
         runner.start(service)
     for service in wanted:
@@ -105,7 +118,9 @@ def _runner(stack: LocalStack) -> ServiceRunner:
 
 def _services_of(stack: LocalStack) -> list[Service]:
     """Every service that may run in this state folder (the demo included)."""
-    return platform_services(stack.config.state_dir, demo_rate=1.0)
+    recorded = stack.config.state_dir / _SERVICES_FILE
+    ports = json.loads(recorded.read_text()) if recorded.exists() else {}
+    return platform_services(stack.config.state_dir, demo_rate=1.0, **ports)
 
 
 @app.command()

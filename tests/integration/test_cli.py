@@ -66,3 +66,65 @@ def test_stack_up_status_down_leaves_no_process_behind():
     finally:
         LocalStack(StackConfig(state, kafka_port, controller_port, postgres_port)).down()
         shutil.rmtree(state, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_make_run_platform_serves_demo_traffic_end_to_end_and_down_stops_everything():
+    """What `make run` does: servers, every service, demo traffic through the real agent."""
+    import json
+    import time
+
+    import httpx
+
+    state = Path(tempfile.mkdtemp(prefix="turnstile-run-"))
+    state.chmod(0o755)
+    kafka_port, controller_port, postgres_port, gateway_port, query_port = free_ports(5)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("TURNSTILE_KAFKA_BOOTSTRAP", "TURNSTILE_DATABASE_URL")}
+    env.update({
+        "TURNSTILE_STATE_DIR": str(state),
+        "TURNSTILE_STACK_KAFKA_PORT": str(kafka_port),
+        "TURNSTILE_STACK_KAFKA_CONTROLLER_PORT": str(controller_port),
+        "TURNSTILE_STACK_POSTGRES_PORT": str(postgres_port),
+        "TURNSTILE_STACK_GATEWAY_PORT": str(gateway_port),
+        "TURNSTILE_STACK_QUERY_PORT": str(query_port),
+        "TURNSTILE_BATCH_ROLL_SECONDS": "5",
+    })
+    pids: list[int] = []
+    try:
+        up = _turnstile("stack", "up", "--services", "--demo-rate", "40", env=env, timeout=300)
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert f"http://127.0.0.1:{query_port}/" in up.stdout
+        pids = [int(p.read_text()) for p in (state / "pids").glob("*.pid")]
+        assert len(pids) == 7  # gateway, speed, rollups, lake, billing, query, demo
+        read_key = json.loads((state / "demo-keys.json").read_text())["read"]
+
+        # Events travel agent → gateway → Kafka → speed layer → PostgreSQL → query API.
+        deadline = time.monotonic() + 120
+        requests = 0
+        while time.monotonic() < deadline and requests < 200:
+            time.sleep(2)
+            answer = httpx.get(f"http://127.0.0.1:{query_port}/api/v1/analytics/realtime",
+                               params={"window": "5m"},
+                               headers={"Authorization": f"Bearer {read_key}"}, timeout=10)
+            assert answer.status_code == 200, answer.text
+            requests = answer.json()["totals"]["requests"]
+        assert requests >= 200, f"only {requests} requests visible after 120 s"
+        endpoints = {e["endpoint"] for e in answer.json()["top_endpoints"]}
+        assert "/v1/products/{product_id}" in endpoints  # route templates from the agent
+
+        # ... and the lake writer archives them.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not list((state / "lake").rglob("*.parquet")):
+            time.sleep(1)
+        assert list((state / "lake").glob("dt=*/project=demo/*.parquet"))
+
+        status = _turnstile("stack", "status", env=env)
+        assert status.returncode == 0, status.stdout
+    finally:
+        down = _turnstile("stack", "down", env=env, timeout=180)
+        leftover = [pid for pid in pids if pid_alive(pid)]
+        LocalStack(StackConfig(state, kafka_port, controller_port, postgres_port)).down()
+        shutil.rmtree(state, ignore_errors=True)
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert leftover == []

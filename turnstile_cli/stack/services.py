@@ -41,25 +41,30 @@ class Service:
 
 
 def platform_services(
-    state_dir: Path, *, demo_rate: float | None, gateway_workers: int = 1
+    state_dir: Path,
+    *,
+    demo_rate: float | None,
+    gateway_port: int = GATEWAY_PORT,
+    query_port: int = QUERY_PORT,
+    gateway_workers: int = 1,
 ) -> list[Service]:
     """The services ``stack up --services`` starts, in start order."""
     lake = str((state_dir / "lake").resolve())
     services = [
         Service("gateway", ("gateway", "--workers", str(gateway_workers), "--port",
-                            str(GATEWAY_PORT), "--log-level", "warning"),
-                f"http://127.0.0.1:{GATEWAY_PORT}/readyz"),
+                            str(gateway_port), "--log-level", "warning"),
+                f"http://127.0.0.1:{gateway_port}/readyz"),
         Service("speed", ("speed", "--workers", "1")),
         Service("rollups", ("speed", "rollup", "--loop")),
         Service("lake", ("lake", "run"), env={"TURNSTILE_BATCH_LAKE_URI": lake}),
         Service("billing", ("billing", "schedule"), env={"TURNSTILE_BATCH_LAKE_URI": lake}),
-        Service("query", ("query", "--port", str(QUERY_PORT), "--lake-root", lake,
+        Service("query", ("query", "--port", str(query_port), "--lake-root", lake,
                           "--log-level", "warning"),
-                f"http://127.0.0.1:{QUERY_PORT}/healthz"),
+                f"http://127.0.0.1:{query_port}/healthz"),
     ]
     if demo_rate:
         services.append(Service("demo", ("demo", "--rate", str(demo_rate),
-                                         "--gateway-url", f"http://127.0.0.1:{GATEWAY_PORT}")))
+                                         "--gateway-url", f"http://127.0.0.1:{gateway_port}")))
     return services
 
 
