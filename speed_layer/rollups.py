@@ -23,6 +23,7 @@ from typing import Final
 import psycopg
 from psycopg import sql
 
+from speed_layer.metrics_sql import METRICS_REPLACE_ON_CONFLICT
 from speed_layer.settings import SpeedSettings
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,8 @@ WITH taken AS (
     RETURNING project_id, bucket)
 INSERT INTO speed_rollup_taken SELECT project_id, bucket FROM taken"""
 
-_REFRESH = """
+_REFRESH = (
+    """
 INSERT INTO {target} AS r (
     bucket, project_id, api_key, endpoint, method, status_class, request_count, error_count,
     server_error_count, latency_sum, latency_min, latency_max, latency_digest, bytes_in,
@@ -63,18 +65,9 @@ FROM speed_rollup_taken t
 JOIN {source} s
   ON s.project_id = t.project_id
  AND s.bucket >= t.bucket AND s.bucket < t.bucket + {width}::interval
-GROUP BY t.bucket, s.project_id, s.api_key, s.endpoint, s.method, s.status_class
-ON CONFLICT (project_id, bucket, api_key, endpoint, method, status_class) DO UPDATE SET
-    request_count = EXCLUDED.request_count,
-    error_count = EXCLUDED.error_count,
-    server_error_count = EXCLUDED.server_error_count,
-    latency_sum = EXCLUDED.latency_sum,
-    latency_min = EXCLUDED.latency_min,
-    latency_max = EXCLUDED.latency_max,
-    latency_digest = EXCLUDED.latency_digest,
-    bytes_in = EXCLUDED.bytes_in,
-    bytes_out = EXCLUDED.bytes_out,
-    updated_at = EXCLUDED.updated_at"""
+GROUP BY t.bucket, s.project_id, s.api_key, s.endpoint, s.method, s.status_class"""
+    + METRICS_REPLACE_ON_CONFLICT
+)
 
 _MARK_DAYS = """
 INSERT INTO speed_rollup_pending (level, project_id, bucket)

@@ -29,6 +29,7 @@ import pyarrow as pa
 from pyarrow import csv
 
 from speed_layer.items import Emission, LateRows
+from speed_layer.metrics_sql import METRICS_REPLACE_ON_CONFLICT
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,8 @@ _METRIC_SOURCES = (
     ("latency_digest", "digest"), ("bytes_in", "bytes_in"), ("bytes_out", "bytes_out"),
 )
 
-_UPSERT_METRICS = """
+_UPSERT_METRICS = (
+    """
 INSERT INTO metrics_1m AS m (
     bucket, project_id, api_key, endpoint, method, status_class, request_count, error_count,
     server_error_count, latency_sum, latency_min, latency_max, latency_digest, bytes_in,
@@ -72,18 +74,9 @@ SELECT DISTINCT ON (project_id, bucket_us, api_key, endpoint, method, status_cla
     method, status_class, request_count, error_count, server_error_count, latency_sum,
     latency_min, latency_max, latency_digest, bytes_in, bytes_out, now()
 FROM speed_stage
-ORDER BY project_id, bucket_us, api_key, endpoint, method, status_class, seq DESC
-ON CONFLICT (project_id, bucket, api_key, endpoint, method, status_class) DO UPDATE SET
-    request_count = EXCLUDED.request_count,
-    error_count = EXCLUDED.error_count,
-    server_error_count = EXCLUDED.server_error_count,
-    latency_sum = EXCLUDED.latency_sum,
-    latency_min = EXCLUDED.latency_min,
-    latency_max = EXCLUDED.latency_max,
-    latency_digest = EXCLUDED.latency_digest,
-    bytes_in = EXCLUDED.bytes_in,
-    bytes_out = EXCLUDED.bytes_out,
-    updated_at = EXCLUDED.updated_at"""
+ORDER BY project_id, bucket_us, api_key, endpoint, method, status_class, seq DESC"""
+    + METRICS_REPLACE_ON_CONFLICT
+)
 
 # Every shard (Kafka partition) owns its windows and names each at most once per emission:
 # when a write holds one emission per shard, no key repeats and the sort is not needed.
