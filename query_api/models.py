@@ -74,6 +74,9 @@ class HistoricalResponse(BaseModel):
     granularity_seconds: int
     source: str = Field(description="The rollup table that served the query.")
     filters: dict[str, list[str | int]]
+    totals: Stats = Field(
+        description="The whole range with the same filters: exact counts, percentiles from "
+        "the merged digests of every row (not an average of bucket percentiles).")
     series: list[SeriesPoint]
 
 

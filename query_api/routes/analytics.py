@@ -125,10 +125,12 @@ def historical(
     check_points(aligned, step, settings.max_points)
     rows = repo.series(conn, table, key.project_id, aligned, step, filters)
     series = filled_series(rows, aligned, step)
+    totals = stats(repo.totals(conn, table, key.project_id, aligned, filters))
     payload = {
         "project_id": key.project_id, "start": iso(aligned.start), "end": iso(aligned.end),
         "granularity": duration_label(step), "granularity_seconds": step,
-        "source": table.value, "filters": filters_json(filters), "series": series,
+        "source": table.value, "filters": filters_json(filters), "totals": totals,
+        "series": series,
     }
     return maybe_csv(request, fmt, payload, ("ts", *STAT_FIELDS), series, "historical")
 

@@ -65,12 +65,16 @@ def test_historical_daily_and_auto_and_filters(world):
         "start": "2025-06-02", "end": "2025-06-02T03:00:00Z", "granularity": "1h",
         "status_class": "5xx", "api_key": "cust-2"}).json()
     assert [p["requests"] for p in filtered["series"]] == [2, 2, 2]
+    assert filtered["totals"]["requests"] == 6 and filtered["totals"]["server_error_rate"] == 1.0
+    assert body["totals"]["requests"] == sum(p["requests"] for p in body["series"]) == 15
     assert [p["server_error_rate"] for p in filtered["series"]] == [1.0, 1.0, 1.0]
     assert filtered["filters"] == {"api_key": ["cust-2"], "status_class": [5]}
-    p95 = world.client.get(f"{API}/historical", headers=world.a.h(), params={
+    one_hour = world.client.get(f"{API}/historical", headers=world.a.h(), params={
         "start": "2025-06-02", "end": "2025-06-02T01:00:00Z", "granularity": "1h",
-        "api_key": "cust-1"}).json()["series"][0]
+        "api_key": "cust-1"}).json()
+    p95 = one_hour["series"][0]
     assert p95["latency_p95_ms"] == 1.0 and p95["latency_avg_ms"] == 1.0
+    assert one_hour["totals"]["latency_p95_ms"] == 1.0
 
 
 def test_timeseries_is_apinalytics_shaped(world):
