@@ -4,7 +4,8 @@ The day is generated directly as lake Parquet (the lake writer's schema and layo
 numpy/pyarrow, 1 % of events duplicated at other Kafka offsets. Measured: the billing
 computation (dedupe, tiers, per-key figures: ``register_day`` + ``compute_usage``) and, as
 the baseline in the same run, DuckDB's plain ``count(*) GROUP BY project_id, api_key``
-scan of the same files (the floor any billing query sits on). Medians of several runs.
+scan of the same files (the floor any billing query sits on). Medians of several runs; the
+1-minute load average at start and end is recorded because the machine is shared.
 
     python -m benchmarks.billing [--events N] [--runs R]
 """
@@ -113,6 +114,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
+    load_start = os.getloadavg()[0]
     root = Path(tempfile.mkdtemp(prefix="turnstile-bench-billing-"))
     try:
         t0 = time.perf_counter()
@@ -144,7 +146,9 @@ def main() -> None:
             "command": "python -m benchmarks.billing " + " ".join(sys.argv[1:]),
             "machine": {"cores": os.cpu_count(), "memory_gib": round(
                 os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-                "python": platform.python_version()},
+                "python": platform.python_version(),
+                "load_avg_1m_start": round(load_start, 2),
+                "load_avg_1m_end": round(os.getloadavg()[0], 2)},
             "events": rows, "duplicates": dups, "api_keys": args.keys,
             "endpoints": args.endpoints, "projects": args.projects, "runs": args.runs,
             "duckdb_threads": args.threads,
