@@ -133,7 +133,8 @@ async def ingest_batch(request: Request) -> Response:
             Retry_After=retry_after_header(wait_s),
         )
 
-    batch = validate_events(items, project_id=key.project_id, received_at_us=time.time_ns() // 1000)
+    batch = validate_events(items, project_id=key.project_id,
+                            received_at_us=time.time_ns() // 1000, batch_id=batch_id)
     rejected = batch.rejected
     if rejected:
         metrics.EVENTS_REJECTED.labels("invalid").inc(len(rejected))

@@ -2,7 +2,8 @@
 
 Record format v1 (documented in ``schemas/RECORD_FORMAT.md``, JSON Schema in
 ``schemas/event_record.schema.json``): one UTF-8 JSON object per Kafka record, the fields of
-``EventRecord`` with ``"v": 1``; key ``project_id:api_key``; header ``turnstile-batch-id``.
+``EventRecord`` with ``"v": 1``; key ``project_id:api_key``; header ``turnstile-batch-id``
+(repeated in the body as ``batch_id``).
 
 Decoding is batch-at-a-time: the values of a consumed batch are joined into one JSON
 array and decoded by msgspec in a single call into column arrays. Only if that fails
@@ -30,7 +31,7 @@ _RECORD_DECODER: Final = msgspec.json.Decoder(EventRecord)
 
 
 class MetricFields(
-    msgspec.Struct, tag_field="v", tag=RECORD_FORMAT_VERSION, kw_only=True
+    msgspec.Struct, tag_field="v", tag=RECORD_FORMAT_VERSION, kw_only=True, gc=False
 ):
     """The projection of a record that aggregation needs; other fields are skipped unparsed."""
 
@@ -44,6 +45,7 @@ class MetricFields(
     request_bytes: int = 0
     response_bytes: int = 0
     api_key: str = ANONYMOUS_API_KEY
+    batch_id: str = ""
 
 
 _METRICS_DECODER: Final = msgspec.json.Decoder(list[MetricFields])
@@ -68,6 +70,7 @@ class MetricColumns:
     api_key: list[str]
     endpoint: list[str]
     method: list[str]
+    batch_id: list[str]  # "" where the record does not carry one (older writers)
     timestamp_us: npt.NDArray[np.int64]
     received_at_us: npt.NDArray[np.int64]
     status_code: npt.NDArray[np.int16]
@@ -134,6 +137,7 @@ def decode_metric_columns(
         api_key=[r.api_key for r in rows],
         endpoint=[r.endpoint for r in rows],
         method=[r.method for r in rows],
+        batch_id=[r.batch_id for r in rows],
         timestamp_us=np.fromiter((r.timestamp_us for r in rows), np.int64, n),
         received_at_us=np.fromiter((r.received_at_us for r in rows), np.int64, n),
         status_code=np.fromiter((r.status_code for r in rows), np.int16, n),

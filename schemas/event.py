@@ -113,3 +113,6 @@ class EventRecord(
     country: str | None = None
     function: str | None = None
     tags: dict[str, str] | None = None
+    # The gateway's id of the HTTP batch (the ``turnstile-batch-id`` header's value, in the
+    # body so that a consumer that decodes bodies need not read per-record headers).
+    batch_id: str = ""

@@ -264,11 +264,13 @@ def validate_batch(
     project_id: str,
     received_at_us: int,
     max_future_us: int = DEFAULT_MAX_FUTURE_US,
+    batch_id: str = "",
 ) -> ValidatedBatch:
     """Validate a request body; good events become records, bad ones rejections."""
     decoded, _ = decode_incoming(body)
     return validate_events(
-        decoded, project_id=project_id, received_at_us=received_at_us, max_future_us=max_future_us
+        decoded, project_id=project_id, received_at_us=received_at_us,
+        max_future_us=max_future_us, batch_id=batch_id,
     )
 
 
@@ -278,8 +280,12 @@ def validate_events(
     project_id: str,
     received_at_us: int,
     max_future_us: int = DEFAULT_MAX_FUTURE_US,
+    batch_id: str = "",
 ) -> ValidatedBatch:
-    """Second half of ``validate_batch``, for callers that check the count in between."""
+    """Second half of ``validate_batch``, for callers that check the count in between.
+
+    ``batch_id`` (the HTTP batch's id) is stamped on every record.
+    """
     batch = ValidatedBatch()
     add_record = batch.records.append
     add_index = batch.indices.append
@@ -293,6 +299,8 @@ def validate_events(
         if isinstance(result, list):
             batch.rejected.append(Rejection(index=i, errors=result))
         else:
+            if batch_id:
+                result.batch_id = batch_id
             add_record(result)
             add_index(i)
     return batch

@@ -33,11 +33,8 @@ class BatchDeduper:
 
         Ids are hashed in C++ (pyarrow); Python sees each distinct id of the poll once.
         """
-        encoded = pa.array(batch_ids).dictionary_encode()
-        ids = encoded.dictionary
-        if pa.types.is_binary(ids.type):
-            ids = ids.cast(pa.string())
-        names: list[str] = ids.to_pylist()
+        encoded = pa.array(batch_ids, pa.string()).dictionary_encode()
+        names: list[str] = encoded.dictionary.to_pylist()
         code = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
         firsts = np.full(len(names), np.iinfo(np.int64).max, dtype=np.int64)
         np.minimum.at(firsts, code, produced_ms)  # earliest record of each id in the poll

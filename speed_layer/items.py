@@ -43,7 +43,7 @@ class ShardBatch:
     next_offset: int
     columns: MetricColumns
     offsets: Int64s
-    batch_ids: Objects  # str or bytes per row; empty when the record carried no batch id
+    batch_ids: Objects  # str per row; "" when the record carried no batch id
     produced_ms: Int64s  # Kafka record timestamp (CreateTime) per row
     dead_letters: tuple[DeadLetter, ...] = ()
 

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import msgspec
 import pytest
 from confluent_kafka import Producer
 
@@ -19,7 +20,7 @@ from speed_layer.settings import SpeedSettings
 def produce(bootstrap: str, topic: str, records: Sequence[EventRecord], *,
             batch_id: str | None = None, timestamp_ms: int | None = None,
             raw: Sequence[tuple[bytes, bytes]] = ()) -> None:
-    """Publish like the gateway does: key project:api_key, batch id header, acks=all."""
+    """Publish like the gateway does: key project:api_key, batch id in the body and header."""
     producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
                          "linger.ms": 5, "compression.type": "zstd"})
     headers = [(BATCH_ID_HEADER, batch_id.encode())] if batch_id else None
@@ -31,6 +32,8 @@ def produce(bootstrap: str, topic: str, records: Sequence[EventRecord], *,
             errors.append(err)
 
     extra["on_delivery"] = on_delivery
+    if batch_id:
+        records = [msgspec.structs.replace(r, batch_id=batch_id) for r in records]
     for record, value in zip(records, encode_records(records), strict=True):
         while True:
             try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 
+import msgspec
 import numpy as np
 
 from schemas.codec import encode_records, record_key
@@ -43,14 +44,22 @@ def make_records(n: int, *, seed: int = 0, minutes: int = 3, projects: int = 2, 
 
 def make_batch(records: Sequence[EventRecord], *, partition: int = 0, first_offset: int = 0,
                batch_id: str | Sequence[str] = "", produced_ms: int | Sequence[int] = 0,
-               extra_values: Sequence[bytes] = ()) -> ShardBatch:
-    values = encode_records(records) + list(extra_values)
-    n = len(values)
+               extra_values: Sequence[bytes] = (), id_in: str = "body") -> ShardBatch:
+    """A decoded poll; the batch ids travel in the record bodies (as the gateway writes
+    them) or, with ``id_in="header"``, only in the headers (as older records)."""
+    n = len(records) + len(extra_values)
     ids = [batch_id] * n if isinstance(batch_id, str) else list(batch_id)
+    if id_in == "body":
+        records = [msgspec.structs.replace(r, batch_id=b)
+                   for r, b in zip(records, ids, strict=False)]
+        headers = [""] * n
+    else:
+        headers = ids
+    values = encode_records(records) + list(extra_values)
     produced = [produced_ms] * n if isinstance(produced_ms, int) else list(produced_ms)
     keys = [record_key(r.project_id, r.api_key) for r in records] + [None] * len(extra_values)
     return decode_poll(topic="t", partition=partition, values=values, keys=keys,
-                       offsets=range(first_offset, first_offset + n), batch_ids=ids,
+                       offsets=range(first_offset, first_offset + n), header_batch_ids=headers,
                        produced_ms=produced)
 
 

@@ -87,15 +87,3 @@ def test_closed_windows_free_their_raw_values_and_slots_are_reused():
     assert_rows_equal(rows_as_dict([rows]), reference(later))
     assert len(w.sketches.raw_value) == 10
     assert w.open_windows == len(reference(later))
-
-
-def test_batch_ids_as_bytes_from_kafka_are_deduplicated_like_strings():
-    records = make_records(40, minutes=1)
-    w = windows()
-    w.add(make_batch(records, batch_id=[b"b1"] * 40, produced_ms=1_000))
-    w.add(make_batch(records, batch_id=[b"b1"] * 40, produced_ms=60_000, first_offset=40))
-    w.add(make_batch(records[:5], batch_id=[b""] * 5, produced_ms=60_000, first_offset=80))
-    rows = rows_as_dict([w.emit()])
-    assert sum(r["request_count"] for r in rows.values()) == 45
-    assert w.duplicates == 40
-    assert set(w.deduper.first_ms) == {"b1"}

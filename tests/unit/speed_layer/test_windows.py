@@ -97,13 +97,20 @@ def test_partial_emission_carries_only_changed_series():
     assert len(w.emit()) == 1
 
 
-def test_same_batch_id_published_twice_counts_once():
+@pytest.mark.parametrize(("first_in", "retry_in"),
+                         [("body", "body"), ("header", "header"), ("header", "body")])
+def test_same_batch_id_published_twice_counts_once(first_in, retry_in):
+    """Wherever the id travels: in the body, only in the header (older records), or the
+    first attempt from an older gateway and the retry from a newer one."""
     records = make_records(100, minutes=1)
     w = windows()
-    w.add(make_batch(records[:60], batch_id="b1", produced_ms=1_000))
-    w.add(make_batch(records[60:], batch_id="b1", produced_ms=1_010, first_offset=60))
-    w.add(make_batch(records, batch_id="b1", produced_ms=9_000, first_offset=100))
-    w.add(make_batch(records[:10], batch_id="b2", produced_ms=9_000, first_offset=200))
+    w.add(make_batch(records[:60], batch_id="b1", produced_ms=1_000, id_in=first_in))
+    w.add(make_batch(records[60:], batch_id="b1", produced_ms=1_010, first_offset=60,
+                     id_in=first_in))
+    w.add(make_batch(records, batch_id="b1", produced_ms=9_000, first_offset=100,
+                     id_in=retry_in))
+    w.add(make_batch(records[:10], batch_id="b2", produced_ms=9_000, first_offset=200,
+                     id_in=retry_in))
     rows = rows_as_dict([w.emit()])
     assert sum(r["request_count"] for r in rows.values()) == 110
     assert w.duplicates == 100
