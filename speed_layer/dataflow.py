@@ -1,20 +1,27 @@
 """The speed layer's Bytewax dataflow: ``build_flow(settings)``.
 
     kafka (one ShardBatch per poll) ─┬─ dead letters ─▶ dead-letter topic
-                                     └─ key: partition ─▶ windows (ShardLogic) ─▶ PostgreSQL
+                                     └─ key: partition ─▶ windows (ShardLogic)
+                                                              │ submit / flush
+                                                              ▼
+                                              BackgroundWriter thread ─▶ PostgreSQL
 
 State is keyed by Kafka partition (a shard), never by series: one ``ShardWindows`` per
 partition holds every minute window of that partition. Every (project, api_key) lives on
 one partition (the record key), so every metrics_1m row is owned by exactly one shard and
-the sink may replace rows. Recovery: Bytewax snapshots each shard's windows and each
-partition's next offset at the same epoch; after a crash both are restored together and
-the records after that offset are replayed, rebuilding the full values that the sink then
-writes over whatever the crashed run had written.
+the writer may replace rows. The windows hand their emissions straight to the process's
+writer thread (not to a downstream step: a step after them could still be writing an
+epoch's emissions when their snapshot is taken) and flush it in their snapshot.
+Recovery: Bytewax snapshots each shard's windows and each partition's next offset at the
+same epoch, after that epoch's writes are committed; after a crash both are restored
+together and the records after that offset are replayed, rebuilding the full values that
+are then written over whatever the crashed run had written.
 """
 
 from __future__ import annotations
 
 import pickle
+import threading
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 
@@ -24,6 +31,7 @@ from bytewax.inputs import Source
 from bytewax.operators import StatefulLogic
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
+from speed_layer.background_writer import BackgroundWriter
 from speed_layer.dead_letter import DeadLetterSink
 from speed_layer.items import DeadLetter, Emission, ShardBatch
 from speed_layer.settings import SpeedSettings
@@ -32,63 +40,117 @@ from speed_layer.source import EventsSource
 from speed_layer.windows import ShardWindows
 
 
+class SharedWriter:
+    """The flow's one ``BackgroundWriter`` in this process, shared by its worker threads.
+
+    Opened on first use; each worker holds a lease (its ``WriterLease`` sink partition)
+    and the last lease to end closes it.
+    """
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self._lock = threading.Lock()
+        self._writer: BackgroundWriter | None = None
+        self._leases = 0
+
+    def get(self) -> BackgroundWriter:
+        with self._lock:
+            if self._writer is None:
+                self._writer = BackgroundWriter(MetricsWriter(self.dsn))
+            return self._writer
+
+    def flush(self) -> None:
+        """Wait for every write submitted so far (nothing to do if none was)."""
+        with self._lock:
+            writer = self._writer
+        if writer is not None:
+            writer.flush()
+
+    def lease(self) -> None:
+        with self._lock:
+            self._leases += 1
+
+    def release(self) -> None:
+        with self._lock:
+            self._leases -= 1
+            writer = self._writer if self._leases == 0 else None
+            if writer is not None:
+                self._writer = None
+        if writer is not None:
+            writer.close()
+
+
 class ShardLogic(StatefulLogic[ShardBatch, Emission, bytes]):
     """Bytewax glue around one shard's ``ShardWindows``; emits partials on a timer."""
 
-    def __init__(self, windows: ShardWindows, partition: int, emit_interval: timedelta) -> None:
+    def __init__(self, windows: ShardWindows, partition: int, emit_interval: timedelta,
+                 writer: SharedWriter) -> None:
         self.windows = windows
         self.partition = partition
         self.emit_interval = emit_interval
+        self.writer = writer
         self.next_emit = datetime.now(UTC) + emit_interval
 
     def on_item(self, value: ShardBatch) -> tuple[Iterable[Emission], bool]:
         self.partition = value.partition
         late = self.windows.add(value)
-        if late is None:
-            return [], StatefulLogic.RETAIN
-        return [Emission(partition=value.partition, late=late)], StatefulLogic.RETAIN
+        if late is not None:
+            self.writer.get().submit(Emission(partition=value.partition, late=late))
+        return (), StatefulLogic.RETAIN
 
-    def _emit(self) -> list[Emission]:
+    def _emit(self) -> None:
         rows = self.windows.emit()
-        return [] if rows is None else [Emission(partition=self.partition, metrics=rows)]
+        if rows is not None:
+            self.writer.get().submit(Emission(partition=self.partition, metrics=rows))
 
     def on_notify(self) -> tuple[Iterable[Emission], bool]:
         self.next_emit = datetime.now(UTC) + self.emit_interval
-        return self._emit(), StatefulLogic.RETAIN
+        self._emit()
+        return (), StatefulLogic.RETAIN
 
     def on_eof(self) -> tuple[Iterable[Emission], bool]:
-        return self._emit(), StatefulLogic.RETAIN
+        self._emit()
+        self.writer.flush()
+        return (), StatefulLogic.RETAIN
 
     def notify_at(self) -> datetime | None:
         return self.next_emit
 
     def snapshot(self) -> bytes:
+        # The epoch this snapshot belongs to is committed only after it is taken: its
+        # writes must be in PostgreSQL by then.
+        self.writer.flush()
         # Bytes are immutable: the later mutations of the live state cannot reach them.
         return pickle.dumps(self.windows, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-class _PostgresPartition(StatelessSinkPartition[Emission]):
-    def __init__(self, settings: SpeedSettings) -> None:
-        self.writer = MetricsWriter(settings.database.dsn())
+class _WriterLease(StatelessSinkPartition[Emission]):
+    """Keeps the process's writer open while this worker runs (no items flow here)."""
+
+    def __init__(self, writer: SharedWriter) -> None:
+        self.writer = writer
+        writer.lease()
 
     def write_batch(self, items: list[Emission]) -> None:
-        self.writer.write(items)
+        for emission in items:
+            self.writer.get().submit(emission)
 
     def close(self) -> None:
-        self.writer.close()
+        self.writer.release()
 
 
-class PostgresSink(DynamicSink[Emission]):
-    """One connection per worker; each output batch is one transaction."""
+class WriterLeases(DynamicSink[Emission]):
+    """The end of the windows' stream: one lease on the shared writer per worker."""
 
-    def __init__(self, settings: SpeedSettings) -> None:
-        self.settings = settings
+    def __init__(self, writer: SharedWriter) -> None:
+        self.writer = writer
 
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _PostgresPartition:
-        return _PostgresPartition(self.settings)
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _WriterLease:
+        return _WriterLease(self.writer)
 
 
-def shard_builder(settings: SpeedSettings) -> Callable[[bytes | None], ShardLogic]:
+def shard_builder(settings: SpeedSettings,
+                  writer: SharedWriter) -> Callable[[bytes | None], ShardLogic]:
     """Builds a shard's logic, new or from its snapshot in the recovery store."""
     interval = timedelta(seconds=settings.emit_interval_s)
 
@@ -101,7 +163,7 @@ def shard_builder(settings: SpeedSettings) -> Callable[[bytes | None], ShardLogi
                 compression=settings.digest_compression,
                 attempt_window_ms=settings.dedupe_attempt_window_ms,
             )
-        return ShardLogic(windows, partition=-1, emit_interval=interval)
+        return ShardLogic(windows, partition=-1, emit_interval=interval, writer=writer)
 
     return build
 
@@ -110,16 +172,16 @@ def build_flow(
     settings: SpeedSettings,
     *,
     source: Source[ShardBatch] | None = None,
-    sink: DynamicSink[Emission] | None = None,
     dead_letters: DynamicSink[DeadLetter] | None = None,
 ) -> Dataflow:
-    """The dataflow; ``source``/``sink`` may be swapped (tests run it over TestingSource)."""
+    """The dataflow; ``source`` may be swapped (tests run it over TestingSource)."""
+    writer = SharedWriter(settings.database.dsn())
     flow = Dataflow("turnstile_speed")
     batches = op.input("kafka", flow, source or EventsSource(settings))
     letters = op.flat_map("dead_letters", batches, lambda b: b.dead_letters)
     op.output("dead_letter_topic", letters, dead_letters or DeadLetterSink(settings))
     keyed = op.key_on("shard", batches, lambda b: str(b.partition))
-    emissions = op.stateful("windows", keyed, shard_builder(settings))
-    op.output("postgres", op.key_rm("unkey", emissions), sink or PostgresSink(settings))
+    emissions = op.stateful("windows", keyed, shard_builder(settings, writer))
+    op.output("postgres", op.key_rm("unkey", emissions), WriterLeases(writer))
     return flow
 

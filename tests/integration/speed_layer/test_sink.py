@@ -1,8 +1,13 @@
+import psycopg
+import pytest
+
+from speed_layer.background_writer import BackgroundWriter, WriterFailed
 from speed_layer.items import Emission
 from speed_layer.sink import _UPSERT_METRICS_UNIQUE, MetricsWriter, keys_are_unique
 from speed_layer.windows import ShardWindows
 from tests.integration.speed_layer.helpers import assert_rows_equal, metrics, reference
 from tests.unit.speed_layer.fixtures import make_batch, make_records
+from turnstile_cli.stack import free_ports
 
 
 def emitted(records, partition: int, windows: ShardWindows) -> Emission:
@@ -30,4 +35,34 @@ def test_one_write_with_two_emissions_of_a_shard_keeps_the_newest(stack, db, pro
         writer.write([second, third])  # unique keys: the plain upsert replaces rows too
         assert_rows_equal(metrics(db, project_prefix), reference(records + more))
     finally:
+        writer.close()
+
+
+def test_background_writer_has_everything_submitted_before_flush_committed(
+        stack, db, project_prefix):
+    records = make_records(600, minutes=2, projects=2, keys=3, seed=33,
+                           project_prefix=project_prefix)
+    w = ShardWindows(allowed_lateness_us=300_000_000, compression=200, attempt_window_ms=1000)
+    writer = BackgroundWriter(MetricsWriter(stack.database_url), max_pending_rows=50)
+    try:
+        for start in range(0, 600, 100):  # the same windows re-emitted: the newest must win
+            writer.submit(emitted(records[start:start + 100], 0, w))
+        writer.flush()
+        assert_rows_equal(metrics(db, project_prefix), reference(records))
+    finally:
+        writer.close()
+    with pytest.raises(WriterFailed, match="closed"):
+        writer.submit(Emission(partition=0))
+
+
+def test_background_writer_failure_is_raised_at_the_next_flush():
+    (port,) = free_ports(1)  # nothing listens there
+    writer = BackgroundWriter(MetricsWriter(
+        f"postgresql://nobody@127.0.0.1:{port}/none?connect_timeout=2", attempts=1))
+    w = ShardWindows(allowed_lateness_us=300_000_000, compression=200, attempt_window_ms=1000)
+    writer.submit(emitted(make_records(10, minutes=1), 0, w))
+    with pytest.raises(WriterFailed, match="writing to PostgreSQL failed") as failure:
+        writer.flush()
+    assert isinstance(failure.value.__cause__, psycopg.OperationalError)
+    with pytest.raises(WriterFailed):
         writer.close()
