@@ -7,12 +7,15 @@ them): Bytewax adds a fixed cost per item, so items carry thousands of events or
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
-import pyarrow as pa
 
 from schemas.codec import MetricColumns
+
+if TYPE_CHECKING:
+    from speed_layer.sketches import DigestParts
 
 WINDOW_US = 60_000_000
 """Width of a window: one minute of event time, in microseconds."""
@@ -69,7 +72,7 @@ class MetricRows:
     latency_max: Floats
     bytes_in: Int64s
     bytes_out: Int64s
-    digest: pa.Array  # the tdigest extension's text input, per row
+    digest: DigestParts  # the latency sketch of each row, printed by the writer
 
     def __len__(self) -> int:
         return len(self.bucket_us)

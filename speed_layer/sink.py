@@ -150,8 +150,8 @@ def metrics_csv(emissions: Sequence[Emission]) -> tuple[bytes, int]:
 
     def column(name: str) -> pa.Array | pa.ChunkedArray:
         chunks = [getattr(rows, name) for _, rows in parts]
-        if isinstance(chunks[0], pa.Array):
-            return pa.chunked_array(chunks, pa.string())
+        if name == "digest":  # formatted here, on the writer thread (see sketches.py)
+            return pa.chunked_array([c.texts() for c in chunks], pa.string())
         if chunks[0].dtype == object:
             return pa.chunked_array([pa.array(c, pa.string()) for c in chunks], pa.string())
         return pa.array(np.concatenate(chunks))

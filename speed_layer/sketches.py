@@ -5,12 +5,15 @@ of weight 1) in one flat store shared by all windows of the shard: two numpy arr
 (slot, value), so neither folding nor printing touches a value in Python. Past the limit
 a window gets a fastdigest (compression = max centroids), built from its values in one
 call; those windows are few (at most one per ``RAW_LIMIT`` events) and are the only ones
-handled one by one. The PostgreSQL ``tdigest`` text of every emitted window is built by
-Arrow compute kernels (shortest round-trip float formatting, list joins).
+handled one by one. An emission carries its windows' centroids as flat arrays
+(``DigestParts``); their PostgreSQL ``tdigest`` text is built later, by the writer
+thread, with Arrow compute kernels (shortest round-trip float formatting, list joins)
+that run without the GIL, so the dataflow thread does not pay for the formatting.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import cast
 
 import numpy as np
@@ -44,6 +47,36 @@ def pg_texts(means: Floats, counts: Int64s, sizes: Int64s, compression: int) -> 
         "flags 1 count ", pc.cast(pa.array(totals), pa.string()),
         f" compression {compression} centroids ", pc.cast(pa.array(sizes), pa.string()),
         " ", bodies, "")
+
+
+@dataclass(frozen=True, slots=True)
+class DigestParts:
+    """Sketches of some windows as centroids, ``sizes[i]`` of them for window i.
+
+    Centroids are sorted by mean within each window; counts are positive integers.
+    """
+
+    means: Floats
+    counts: Int64s
+    sizes: Int64s
+    compression: int
+
+    def __len__(self) -> int:
+        return len(self.sizes)
+
+    def texts(self) -> pa.Array:
+        """The ``tdigest`` text of every window, in order."""
+        return pg_texts(self.means, self.counts, self.sizes, self.compression)
+
+    @staticmethod
+    def concat(parts: list[DigestParts], compression: int) -> DigestParts:
+        return DigestParts(np.concatenate([p.means for p in parts]),
+                           np.concatenate([p.counts for p in parts]),
+                           np.concatenate([p.sizes for p in parts]), compression)
+
+
+def _empty_parts(compression: int) -> DigestParts:
+    return DigestParts(np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64), compression)
 
 
 def _segments(sorted_keys: Int64s) -> tuple[Int64s, Int64s, Int64s]:
@@ -85,12 +118,12 @@ class Sketches:
         if not keep.all():
             self.raw_slot, self.raw_value = self.raw_slot[keep], self.raw_value[keep]
 
-    def fold_and_print(self, slots: Int64s, values: Floats, changed: Int64s,
-                       count: Int64s) -> tuple[Int64s, pa.Array]:
-        """Add pending ``values`` (of ``slots``) and print every ``changed`` window.
+    def fold_and_collect(self, slots: Int64s, values: Floats, changed: Int64s,
+                         count: Int64s) -> tuple[Int64s, DigestParts]:
+        """Add pending ``values`` (of ``slots``) and collect every ``changed`` window.
 
         ``changed`` is sorted; ``count`` is the per-slot value count *including* the
-        pending values. Returns the positions in ``changed`` in the order of the texts.
+        pending values. Returns the positions in ``changed`` in the order of the parts.
         """
         heavy_now = count[changed] > RAW_LIMIT
         to_digest = changed[heavy_now]
@@ -102,11 +135,10 @@ class Sketches:
         if stay.any():
             self.raw_slot = np.concatenate([self.raw_slot, slots[stay]])
             self.raw_value = np.concatenate([self.raw_value, values[stay]])
-        light_text = self._print_raw(light)
-        heavy_text = self._print_digests(to_digest)
+        parts = DigestParts.concat([self._raw_parts(light), self._digest_parts(to_digest)],
+                                   self.compression)
         order_slots = np.concatenate([light, to_digest])
-        return np.searchsorted(changed, order_slots), pa.concat_arrays(
-            [light_text, heavy_text])
+        return np.searchsorted(changed, order_slots), parts
 
     def _fold_heavy(self, targets: Int64s, slots: Int64s, values: Floats) -> None:
         if not len(targets):
@@ -125,19 +157,19 @@ class Sketches:
         for slot, a, n in zip(unique.tolist(), starts.tolist(), sizes.tolist(), strict=True):
             digests[slot] = tdigest.fold(digests[slot], values[a:a + n], compression)
 
-    def _print_raw(self, light: Int64s) -> pa.Array:
+    def _raw_parts(self, light: Int64s) -> DigestParts:
         if not len(light):
-            return pa.array([], pa.string())
+            return _empty_parts(self.compression)
         pick = self._mask(light)[self.raw_slot]
         slots, values = self.raw_slot[pick], self.raw_value[pick]
         order = np.lexsort((values, slots))
         _, _, sizes = _segments(slots[order])
-        return pg_texts(values[order], np.ones(len(values), dtype=np.int64), sizes,
-                        self.compression)
+        return DigestParts(values[order], np.ones(len(values), dtype=np.int64), sizes,
+                           self.compression)
 
-    def _print_digests(self, heavy: Int64s) -> pa.Array:
+    def _digest_parts(self, heavy: Int64s) -> DigestParts:
         if not len(heavy):
-            return pa.array([], pa.string())
+            return _empty_parts(self.compression)
         digests = self.digests
         parts = [np.asarray(cast(TDigest, digests[s]).centroids, dtype=np.float64).reshape(-1, 2)
                  for s in heavy.tolist()]
@@ -154,6 +186,6 @@ class Sketches:
         counts = np.diff(rounded, prepend=0)
         counts[first] = rounded[first]
         keep = counts > 0
-        return pg_texts(means[keep], counts[keep],
-                        np.bincount(owner[keep], minlength=len(parts)).astype(np.int64),
-                        self.compression)
+        return DigestParts(means[keep], counts[keep],
+                           np.bincount(owner[keep], minlength=len(parts)).astype(np.int64),
+                           self.compression)

@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 from schemas.codec import MetricColumns
 from speed_layer.dedupe import BatchDeduper
 from speed_layer.items import WINDOW_US, Floats, Int64s, LateRows, MetricRows, ShardBatch
-from speed_layer.sketches import Sketches
+from speed_layer.sketches import DigestParts, Sketches
 
 _MIN_TS = int(np.iinfo(np.int64).min // 2)
 # Per-slot arrays: name → (dtype, value of an empty slot).
@@ -265,7 +265,7 @@ class ShardWindows:
             slots = np.concatenate(self.pending_slots)
             values = np.concatenate(self.pending_values)
             self.pending_slots, self.pending_values = [], []
-            order, digests = self.sketches.fold_and_print(slots, values, changed, self.count)
+            order, digests = self.sketches.fold_and_collect(slots, values, changed, self.count)
             rows = self._rows(changed[order], digests)
             self.changed[changed] = False
         closed = np.flatnonzero(self.live & (self.minute + WINDOW_US <= self.watermark_us))
@@ -273,7 +273,7 @@ class ShardWindows:
         self.deduper.forget_old()
         return rows
 
-    def _rows(self, slots: Int64s, digests: pa.Array) -> MetricRows:
+    def _rows(self, slots: Int64s, digests: DigestParts) -> MetricRows:
         return MetricRows(
             bucket_us=self.minute[slots],
             project_id=self.project[slots],

@@ -55,12 +55,12 @@ def test_window_crossing_the_raw_limit_keeps_every_value_counted():
     w = windows()
     w.add(make_batch(records[:50]))
     first = w.emit()
-    assert first is not None and centroids(first.digest[0].as_py()) == [
+    assert first is not None and centroids(first.digest.texts()[0].as_py()) == [
         (v, 1) for v in sorted(values[:50].tolist())]
     w.add(make_batch(records[50:], first_offset=50))
     rows = w.emit()
     assert rows is not None and len(rows) == 1
-    text = rows.digest[0].as_py()
+    text = rows.digest.texts()[0].as_py()
     assert text.startswith(f"flags 1 count {len(values)} compression 200 ")
     assert sum(c for _, c in centroids(text)) == len(values)
     assert abs(digest.from_pg_text(text).quantile(0.5) / np.median(values) - 1) < 0.05

@@ -141,7 +141,7 @@ def test_digest_is_close_to_exact_percentiles():
             w.emit()
     rows = w.emit()
     assert rows is not None and len(rows) == 1
-    d = from_pg_text(rows.digest[0].as_py())
+    d = from_pg_text(rows.digest.texts()[0].as_py())
     exact = np.array([r.latency_ms for r in recs])
     for q in (0.5, 0.95, 0.99):
         assert abs(d.quantile(q) / np.quantile(exact, q) - 1) < 0.01
