@@ -185,6 +185,9 @@ class MetricsWriter:
         if self._conn is None or self._conn.closed:
             conn = psycopg.connect(self.dsn, autocommit=True)
             conn.execute("SET TIME ZONE 'UTC'")
+            # Room for a whole write's staging rows in memory (the default 8 MB spilled
+            # them to temp files); set before the session's first temporary table.
+            conn.execute("SET temp_buffers = '64MB'")
             conn.execute(_STAGE_METRICS)
             conn.execute(_STAGE_LATE)
             conn.autocommit = False

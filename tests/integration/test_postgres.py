@@ -84,3 +84,16 @@ def test_api_keys_store_only_a_sha256_and_reject_unknown_kinds(db, project):
             [f"{project}-k2", project, hashlib.sha256(b"other" + project.encode()).digest()],
         )
     db.execute("DELETE FROM projects WHERE project_id = %s", [project])
+
+
+def test_metrics_1m_partitions_old_and_new_keep_room_for_hot_updates(db):
+    """fillfactor 70 (migration 0023) on every day, including days pg_partman makes later."""
+    day = (datetime.now(UTC) + timedelta(days=12)).replace(hour=0, minute=0, second=0,
+                                                            microsecond=0)
+    db.execute("SELECT partman.create_partition_time('public.metrics_1m', ARRAY[%s::timestamptz])",
+               [day])
+    options = dict(db.execute(
+        "SELECT c.relname, c.reloptions FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+        " WHERE i.inhparent = 'metrics_1m'::regclass").fetchall())
+    assert options[f"metrics_1m_p{day:%Y_%m_%d}"] == ["fillfactor=70"]
+    assert all(o == ["fillfactor=70"] for o in options.values()), options
