@@ -63,24 +63,32 @@ def consumer_config(settings: BatchSettings) -> dict[str, Any]:
     }
 
 
+class _HeaderBatchIds:
+    """Batch id headers of consumed messages, read only where a body lacks the id.
+
+    Reading a record's headers costs ~1 µs in confluent-kafka.
+    """
+
+    def __init__(self, messages: list[Message]) -> None:
+        self.messages = messages
+
+    def __getitem__(self, index: int) -> str | None:
+        for header in self.messages[index].headers() or ():
+            name, value = header[0], header[1]
+            if name == BATCH_ID_HEADER and value is not None:
+                return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+        return None
+
+
 def to_consumed_batch(messages: list[Message]) -> ConsumedBatch:
     """Pull the fields out of the message objects (the one per-record loop left)."""
     n = len(messages)
-    batch_ids: list[str | None] = []
-    for m in messages:
-        found = None
-        for header in m.headers() or ():
-            name, value = header[0], header[1]
-            if name == BATCH_ID_HEADER and value is not None:
-                found = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-                break
-        batch_ids.append(found)
     return ConsumedBatch(
         partitions=np.fromiter((m.partition() for m in messages), np.int32, n),
         offsets=np.fromiter((m.offset() for m in messages), np.int64, n),
         keys=[m.key() for m in messages],
         values=[m.value() or b"" for m in messages],
-        batch_ids=batch_ids,
+        header_batch_ids=_HeaderBatchIds(messages),
         timestamps_ms=np.fromiter((m.timestamp()[1] for m in messages), np.int64, n),
     )
 

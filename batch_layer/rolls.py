@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Final
+from typing import Final, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -31,6 +31,12 @@ _EPOCH: Final = date(1970, 1, 1)
 _US_PER_DAY: Final = 86_400_000_000
 
 
+class HeaderBatchIds(Protocol):
+    """Batch id headers by position (None when absent): a list, or a lazy view."""
+
+    def __getitem__(self, index: int, /) -> str | None: ...
+
+
 @dataclass(frozen=True)
 class ConsumedBatch:
     """The raw fields of consumed messages, as parallel sequences."""
@@ -39,7 +45,8 @@ class ConsumedBatch:
     offsets: npt.NDArray[np.int64]
     keys: Sequence[bytes | None]
     values: Sequence[bytes]
-    batch_ids: Sequence[str | None]
+    # Read only for records whose body carries no batch id (written before it did).
+    header_batch_ids: HeaderBatchIds
     timestamps_ms: npt.NDArray[np.int64]
 
 
@@ -60,7 +67,9 @@ def decode_batch(batch: ConsumedBatch) -> DecodedBatch:
     good[bad] = False
     good_idx = np.flatnonzero(good)
     events = records_to_arrow(records)
-    batch_ids = [batch.batch_ids[int(i)] for i in good_idx]
+    headers = batch.header_batch_ids
+    batch_ids = [r.batch_id or headers[i]
+                 for r, i in zip(records, good_idx.tolist(), strict=True)]
     events = (
         events.append_column("kafka_partition", pa.array(batch.partitions[good_idx], pa.int32()))
         .append_column("kafka_offset", pa.array(batch.offsets[good_idx], pa.int64()))

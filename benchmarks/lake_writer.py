@@ -24,6 +24,7 @@ import time
 import uuid
 from pathlib import Path
 
+import msgspec
 from confluent_kafka import Consumer, Producer
 
 from batch_layer.lake import open_lake
@@ -49,11 +50,14 @@ def fill(bootstrap: str, topic: str, n: int) -> int:
     for start in range(0, n, step):
         records = make_events(min(step, n - start), seed=start, projects=(
             "acme", "globex", "initech", "umbrella"), keys=1000)
-        values = encode_records(records)
-        header = [(BATCH_ID_HEADER, uuid.uuid4().hex.encode())]
-        for r, v in zip(records, values, strict=True):
-            producer.produce(topic, v, record_key(r.project_id, r.api_key), headers=header)
-            json_bytes += len(v)
+        for first in range(0, len(records), 1000):  # gateway batches of 1,000
+            batch_id = uuid.uuid4().hex  # in the body and the header, as the gateway does
+            chunk = [msgspec.structs.replace(r, batch_id=batch_id)
+                     for r in records[first:first + 1000]]
+            header = [(BATCH_ID_HEADER, batch_id.encode())]
+            for r, v in zip(chunk, encode_records(chunk), strict=True):
+                producer.produce(topic, v, record_key(r.project_id, r.api_key), headers=header)
+                json_bytes += len(v)
         producer.flush()
     return json_bytes
 

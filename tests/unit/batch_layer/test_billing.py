@@ -34,7 +34,7 @@ def write_roll(lake, records, partition, first_offset, batch_ids):
     batch = ConsumedBatch(
         partitions=np.full(n, partition, np.int32),
         offsets=np.arange(first_offset, first_offset + n, dtype=np.int64),
-        keys=[None] * n, values=values, batch_ids=batch_ids,
+        keys=[None] * n, values=values, header_batch_ids=batch_ids,
         timestamps_ms=np.zeros(n, np.int64),
     )
     d = decode_batch(batch)

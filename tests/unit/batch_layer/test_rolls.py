@@ -1,5 +1,7 @@
+import dataclasses
 from datetime import date, timedelta
 
+import msgspec
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -25,7 +27,7 @@ def consumed(records, partition=3, first_offset=100, extra_values=()):
         offsets=np.arange(first_offset, first_offset + n, dtype=np.int64),
         keys=[record_key(r.project_id, r.api_key) for r in records] + [None] * len(extra_values),
         values=values,
-        batch_ids=["b1"] * n,
+        header_batch_ids=["b1"] * n,
         timestamps_ms=np.full(n, 1_795_132_800_000, np.int64),
     )
 
@@ -41,6 +43,16 @@ def test_decode_batch_keeps_every_field_and_the_kafka_position():
     assert set(table.column("kafka_partition").to_pylist()) == {3}
     assert table.column("batch_id").to_pylist() == ["b1"] * 50
     assert decoded.quarantine.num_rows == 0
+
+
+def test_batch_id_comes_from_the_body_and_from_the_header_for_older_records():
+    records = make_events(4)
+    records[0] = msgspec.structs.replace(records[0], batch_id="in-body")
+    records[2] = msgspec.structs.replace(records[2], batch_id="also-body")
+    batch = consumed(records, extra_values=[b"{not json"])
+    batch = dataclasses.replace(batch, header_batch_ids=["h0", "h1", "h2", None, "h4"])
+    table = decode_batch(batch).events
+    assert table.column("batch_id").to_pylist() == ["in-body", "h1", "also-body", None]
 
 
 def test_undecodable_records_go_to_quarantine_with_their_offset():
