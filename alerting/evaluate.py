@@ -1,0 +1,56 @@
+"""Every enabled rule's window measured in one query over ``metrics_1m``.
+
+A rule's window is its last ``window_minutes`` minutes *including the current one*: the
+speed layer writes open minutes every few seconds, so an error spike is seen within the
+minute it happens. Percentiles merge the minutes' t-digests in PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+import psycopg
+
+from alerting.rules import Rule, Window
+
+_MAX_WINDOW: Final = timedelta(minutes=60)  # the table's CHECK; lets the planner prune days
+
+_MEASURE: Final = """
+SELECT r.rule_id, r.project_id, r.name, r.metric, r.comparator, r.threshold,
+       r.window_minutes, r.min_requests, r.cooldown_minutes, r.endpoint, r.api_key, r.method,
+       r.channel, r.target,
+       coalesce(sum(m.request_count), 0), coalesce(sum(m.error_count), 0),
+       coalesce(sum(m.server_error_count), 0), coalesce(sum(m.latency_sum), 0),
+       tdigest_percentile(m.latency_digest, ARRAY[0.5, 0.95, 0.99]::float8[])
+FROM alert_rules r
+LEFT JOIN metrics_1m m
+       ON m.project_id = r.project_id
+      AND m.bucket >= %(end)s - make_interval(mins => r.window_minutes)
+      AND m.bucket >= %(earliest)s
+      AND m.bucket < %(end)s
+      AND (r.endpoint IS NULL OR m.endpoint = r.endpoint)
+      AND (r.api_key IS NULL OR m.api_key = r.api_key)
+      AND (r.method IS NULL OR m.method = r.method)
+WHERE r.enabled
+GROUP BY r.rule_id
+ORDER BY r.rule_id"""
+
+
+def window_end(now: datetime) -> datetime:
+    """The end of every window evaluated at ``now``: the end of the current minute."""
+    return now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+
+
+def measure(conn: psycopg.Connection[Any], now: datetime) -> list[tuple[Rule, Window]]:
+    end = window_end(now)
+    rows = conn.execute(_MEASURE, {"end": end, "earliest": end - _MAX_WINDOW}).fetchall()
+    out = []
+    for row in rows:  # one row per rule, not per event
+        rule = Rule(*row[:14])
+        requests, errors, server_errors, latency_sum, pcts = row[14:]
+        p50, p95, p99 = pcts if pcts is not None else (None, None, None)
+        out.append((rule, Window(int(requests), int(errors), int(server_errors),
+                                 float(latency_sum), p50, p95, p99,
+                                 end - timedelta(minutes=rule.window_minutes), end)))
+    return out
