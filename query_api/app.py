@@ -18,7 +18,7 @@ from query_api.dashboard import install_dashboard
 from query_api.deps import KeyCache
 from query_api.lake import Lake
 from query_api.problems import install_problem_handlers
-from query_api.routes import analytics, billing, keys, quotas, timeseries
+from query_api.routes import alerts, analytics, billing, keys, quotas, timeseries
 from query_api.settings import QuerySettings
 
 API_VERSION = "1.0.0"
@@ -84,7 +84,7 @@ def create_app(settings: QuerySettings) -> FastAPI:
     app.state.settings = settings
     app.state.key_cache = KeyCache(settings.auth_cache_ttl_s)
     install_problem_handlers(app)
-    for module in (analytics, timeseries, billing, keys, quotas):
+    for module in (analytics, timeseries, billing, keys, quotas, alerts):
         app.include_router(module.router)
 
     @app.get("/healthz", include_in_schema=False)

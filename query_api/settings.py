@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas.alerts import AlertTargetPolicy
 from schemas.settings import DatabaseSettings
 
 DEFAULT_QUERY_PORT = 8090
@@ -21,6 +22,8 @@ class QuerySettings(BaseSettings):
     port: int = Field(default=DEFAULT_QUERY_PORT, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=64)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    # Where alert rules may send notifications (the alerting service reads the same policy).
+    alert_targets: AlertTargetPolicy = Field(default_factory=AlertTargetPolicy)
     # The Parquet lake written by the batch layer: <lake_root>/dt=YYYY-MM-DD/project=<id>/*.parquet
     lake_root: Path = Path(".turnstile/lake")
     pool_min_size: int = Field(default=1, ge=0)

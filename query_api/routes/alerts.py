@@ -1,0 +1,151 @@
+"""``/api/v1/alerts``: alert rules (admin key) and their firings and resolutions (read key).
+
+Rules hold notification secrets (webhook URLs, routing keys), so only admins see them.
+They are evaluated by ``turnstile alerting`` (see ``alerting/``); metrics, comparators and
+channels are closed lists, and a target must pass the alerting policy
+(``schemas.alerts.AlertTargetPolicy``: URL prefixes, Slack prefix, PagerDuty routing key).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Response
+from psycopg import sql
+from psycopg.rows import dict_row
+from pydantic import BaseModel, Field
+
+from query_api.deps import AdminKey, ConnDep, ReadKey, SettingsDep
+from query_api.problems import ProblemError
+from schemas.alerts import AlertTargetPolicy, Channel, Comparator, Metric
+
+router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
+RuleIdPath = Annotated[int, Path(ge=1, description="The rule")]
+
+_COLUMNS = ("name", "metric", "comparator", "threshold", "window_minutes", "min_requests",
+            "cooldown_minutes", "endpoint", "api_key", "method", "channel", "target",
+            "enabled")
+_RULE = sql.SQL(
+    "SELECT r.rule_id, {cols}, r.created_at, r.updated_at, s.firing, s.value, s.since, "
+    "s.evaluated_at FROM alert_rules r LEFT JOIN alert_state s USING (rule_id) "
+    "WHERE r.project_id = %s"
+).format(cols=sql.SQL(", ").join(sql.Identifier("r", c) for c in _COLUMNS))
+
+
+class RuleRequest(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    metric: Metric = Field(description="rates are fractions (0.05 = 5 %), latencies in ms")
+    comparator: Comparator
+    threshold: float
+    window_minutes: int = Field(default=5, ge=1, le=60)
+    min_requests: int = Field(default=20, ge=0, description="needed for rates and latencies")
+    cooldown_minutes: int = Field(default=15, ge=0, le=1440)
+    endpoint: str | None = Field(default=None, min_length=1, max_length=512)
+    api_key: str | None = Field(default=None, min_length=1, max_length=128)
+    method: str | None = Field(default=None, min_length=1, max_length=16)
+    channel: Channel
+    target: str = Field(min_length=1, max_length=2048,
+                        description="Slack/webhook URL, or a PagerDuty routing key")
+    enabled: bool = True
+
+
+class RuleItem(RuleRequest):
+    rule_id: int
+    created_at: datetime
+    updated_at: datetime
+    firing: bool | None = Field(description="null until the rule was first evaluated")
+    value: float | None
+    since: datetime | None
+    evaluated_at: datetime | None
+
+
+class AlertEvent(BaseModel):
+    event_id: int
+    rule_id: int
+    rule_name: str
+    kind: str
+    value: float | None
+    threshold: float
+    window_start: datetime
+    window_end: datetime
+    at: datetime
+    delivery: str
+    attempts: int
+
+
+def _checked(body: RuleRequest, policy: AlertTargetPolicy) -> RuleRequest:
+    problem = policy.problem(body.channel, body.target)
+    if problem is not None:
+        raise ProblemError(400, "Invalid alert target", f"target: {body.channel} needs {problem}",
+                           invalid_params=[("target", f"must be {problem}")])
+    return body.model_copy(update={"method": body.method.upper() if body.method else None})
+
+
+def _one(conn: Any, project_id: str, rule_id: int) -> dict[str, Any]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(_RULE + sql.SQL(" AND r.rule_id = %s"), (project_id, rule_id)).fetchone()
+    if row is None:  # another project's rule is as absent as a deleted one
+        raise ProblemError(404, "Not found", f"no alert rule {rule_id}",
+                           invalid_params=[("rule_id", "no such rule in this project")])
+    return dict(row)
+
+
+@router.get("/rules", response_model=list[RuleItem])
+def list_rules(key: AdminKey, conn: ConnDep) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return list(cur.execute(_RULE + sql.SQL(" ORDER BY r.rule_id"), (key.project_id,)))
+
+
+@router.post("/rules", response_model=RuleItem, status_code=201)
+def create_rule(key: AdminKey, conn: ConnDep, settings: SettingsDep,
+                body: RuleRequest) -> dict[str, Any]:
+    rule = _checked(body, settings.alert_targets).model_dump()
+    row = conn.execute(
+        sql.SQL("INSERT INTO alert_rules (project_id, {cols}) VALUES (%s, {marks}) "
+                "RETURNING rule_id").format(
+            cols=sql.SQL(", ").join(map(sql.Identifier, _COLUMNS)),
+            marks=sql.SQL(", ").join(sql.Placeholder() * len(_COLUMNS))),
+        (key.project_id, *(rule[c] for c in _COLUMNS))).fetchone()
+    assert row is not None  # noqa: S101 - INSERT … RETURNING returns the row
+    return _one(conn, key.project_id, row[0])
+
+
+@router.put("/rules/{rule_id}", response_model=RuleItem)
+def replace_rule(key: AdminKey, conn: ConnDep, settings: SettingsDep, rule_id: RuleIdPath,
+                 body: RuleRequest) -> dict[str, Any]:
+    """Replace a rule; its state starts afresh (the next round evaluates it anew)."""
+    rule = _checked(body, settings.alert_targets).model_dump()
+    with conn.transaction():
+        updated = conn.execute(
+            sql.SQL("UPDATE alert_rules SET ({cols}, updated_at) = ({marks}, now()) "
+                    "WHERE project_id = %s AND rule_id = %s").format(
+                cols=sql.SQL(", ").join(map(sql.Identifier, _COLUMNS)),
+                marks=sql.SQL(", ").join(sql.Placeholder() * len(_COLUMNS))),
+            (*(rule[c] for c in _COLUMNS), key.project_id, rule_id)).rowcount
+        if updated:
+            conn.execute("DELETE FROM alert_state WHERE rule_id = %s", (rule_id,))
+    return _one(conn, key.project_id, rule_id)
+
+
+@router.delete("/rules/{rule_id}", status_code=204)
+def delete_rule(key: AdminKey, conn: ConnDep, rule_id: RuleIdPath) -> Response:
+    deleted = conn.execute("DELETE FROM alert_rules WHERE project_id = %s AND rule_id = %s",
+                           (key.project_id, rule_id)).rowcount
+    if not deleted:
+        raise ProblemError(404, "Not found", f"no alert rule {rule_id}",
+                           invalid_params=[("rule_id", "no such rule in this project")])
+    return Response(status_code=204)
+
+
+@router.get("/events", response_model=list[AlertEvent])
+def list_events(key: ReadKey, conn: ConnDep,
+                limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
+    """The newest firings and resolutions first, with how their delivery went."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return list(cur.execute(
+            "SELECT e.event_id, e.rule_id, r.name AS rule_name, e.kind, e.value, e.threshold,"
+            " e.window_start, e.window_end, e.at, e.delivery, e.attempts"
+            " FROM alert_events e JOIN alert_rules r USING (rule_id)"
+            " WHERE e.project_id = %s ORDER BY e.at DESC, e.event_id DESC LIMIT %s",
+            (key.project_id, limit)))
