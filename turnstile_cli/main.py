@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import typer
 
+from alerting.cli import alerting
 from batch_layer.cli import billing_app, lake_app
 from ingest_gateway.cli import gateway
 from query_api.cli import query
@@ -28,6 +29,7 @@ app.add_typer(speed_app, name="speed")
 app.add_typer(lake_app, name="lake")
 app.add_typer(billing_app, name="billing")
 app.command("query")(query)
+app.command("alerting")(alerting)
 app.command("demo")(demo_commands.demo)
 
 

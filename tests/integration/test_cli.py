@@ -96,7 +96,8 @@ def test_make_run_platform_serves_demo_traffic_end_to_end_and_down_stops_everyth
         assert up.returncode == 0, up.stdout + up.stderr
         assert f"http://127.0.0.1:{query_port}/" in up.stdout
         pids = [int(p.read_text()) for p in (state / "pids").glob("*.pid")]
-        assert len(pids) == 7  # gateway, speed, rollups, lake, billing, query, demo
+        # gateway, speed, rollups, lake, billing, query, alerting, demo
+        assert len(pids) == 8
         read_key = json.loads((state / "demo-keys.json").read_text())["read"]
 
         # Events travel agent → gateway → Kafka → speed layer → PostgreSQL → query API.
@@ -121,6 +122,7 @@ def test_make_run_platform_serves_demo_traffic_end_to_end_and_down_stops_everyth
 
         status = _turnstile("stack", "status", env=env)
         assert status.returncode == 0, status.stdout
+        assert "alerting" in status.stdout
     finally:
         down = _turnstile("stack", "down", env=env, timeout=180)
         leftover = [pid for pid in pids if pid_alive(pid)]

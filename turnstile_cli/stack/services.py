@@ -61,6 +61,7 @@ def platform_services(
         Service("query", ("query", "--port", str(query_port), "--lake-root", lake,
                           "--log-level", "warning"),
                 f"http://127.0.0.1:{query_port}/healthz"),
+        Service("alerting", ("alerting",)),
     ]
     if demo_rate:
         services.append(Service("demo", ("demo", "--rate", str(demo_rate),
