@@ -52,8 +52,8 @@ def fill(bootstrap: str, topic: str, n: int) -> int:
             "acme", "globex", "initech", "umbrella"), keys=1000)
         for first in range(0, len(records), 1000):  # gateway batches of 1,000
             batch_id = uuid.uuid4().hex  # in the body and the header, as the gateway does
-            chunk = [msgspec.structs.replace(r, batch_id=batch_id)
-                     for r in records[first:first + 1000]]
+            chunk = [msgspec.structs.replace(r, batch_id=batch_id, batch_index=i)
+                     for i, r in enumerate(records[first:first + 1000])]
             header = [(BATCH_ID_HEADER, batch_id.encode())]
             for r, v in zip(chunk, encode_records(chunk), strict=True):
                 producer.produce(topic, v, record_key(r.project_id, r.api_key), headers=header)

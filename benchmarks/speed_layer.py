@@ -105,8 +105,8 @@ def produce(bootstrap: str, topic: str, records: list[EventRecord], batch: int =
                          "queue.buffering.max.messages": 1_000_000})
     for start in range(0, len(records), batch):
         batch_id = f"b{start}"  # in the body and the header, as the gateway writes it
-        chunk = [msgspec.structs.replace(r, batch_id=batch_id)
-                 for r in records[start:start + batch]]
+        chunk = [msgspec.structs.replace(r, batch_id=batch_id, batch_index=i)
+                 for i, r in enumerate(records[start:start + batch])]
         headers = [(BATCH_ID_HEADER, batch_id.encode())]
         for r, value in zip(chunk, encode_records(chunk), strict=True):
             while True:
@@ -246,7 +246,7 @@ def freshness(bootstrap: str, dsn: str, seconds: float, rate: int = 20_000) -> d
             recs = [EventRecord(event_id=f"f{i}-{j}", project_id=project, timestamp_us=now_us,
                                 received_at_us=now_us, method="GET", path="/a", endpoint="/a",
                                 status_code=200, latency_ms=12.0, api_key=f"c{j % 40}",
-                                batch_id=f"fresh-{i}")
+                                batch_id=f"fresh-{i}", batch_index=j)
                     for j in range(slice_n)]
 
             def acked_cb(err: object, _msg: object, project: str = project) -> None:

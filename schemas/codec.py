@@ -46,6 +46,7 @@ class MetricFields(
     response_bytes: int = 0
     api_key: str = ANONYMOUS_API_KEY
     batch_id: str = ""
+    batch_index: int = -1
 
 
 _METRICS_DECODER: Final = msgspec.json.Decoder(list[MetricFields])
@@ -71,6 +72,7 @@ class MetricColumns:
     endpoint: list[str]
     method: list[str]
     batch_id: list[str]  # "" where the record does not carry one (older writers)
+    batch_index: npt.NDArray[np.int64]  # -1 where the record does not carry one
     timestamp_us: npt.NDArray[np.int64]
     received_at_us: npt.NDArray[np.int64]
     status_code: npt.NDArray[np.int16]
@@ -138,6 +140,7 @@ def decode_metric_columns(
         endpoint=[r.endpoint for r in rows],
         method=[r.method for r in rows],
         batch_id=[r.batch_id for r in rows],
+        batch_index=np.fromiter((r.batch_index for r in rows), np.int64, n),
         timestamp_us=np.fromiter((r.timestamp_us for r in rows), np.int64, n),
         received_at_us=np.fromiter((r.received_at_us for r in rows), np.int64, n),
         status_code=np.fromiter((r.status_code for r in rows), np.int16, n),

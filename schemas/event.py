@@ -114,5 +114,8 @@ class EventRecord(
     function: str | None = None
     tags: dict[str, str] | None = None
     # The gateway's id of the HTTP batch (the ``turnstile-batch-id`` header's value, in the
-    # body so that a consumer that decodes bodies need not read per-record headers).
+    # body so that a consumer that decodes bodies need not read per-record headers), and
+    # the event's position in that batch: (batch_id, batch_index) names an event across
+    # retries of its batch, which is what the speed layer deduplicates on.
     batch_id: str = ""
+    batch_index: int = -1

@@ -284,7 +284,8 @@ def validate_events(
 ) -> ValidatedBatch:
     """Second half of ``validate_batch``, for callers that check the count in between.
 
-    ``batch_id`` (the HTTP batch's id) is stamped on every record.
+    ``batch_id`` (the HTTP batch's id) is stamped on every record, with the event's
+    position in the request as ``batch_index``.
     """
     batch = ValidatedBatch()
     add_record = batch.records.append
@@ -301,6 +302,7 @@ def validate_events(
         else:
             if batch_id:
                 result.batch_id = batch_id
+                result.batch_index = i
             add_record(result)
             add_index(i)
     return batch

@@ -1,11 +1,20 @@
-"""Retried gateway batches counted once: batch ids of one partition, kept for a horizon.
+"""Retried gateway batches counted once: what each batch id of a partition has delivered.
 
-A retried HTTP batch is published again with the same ``turnstile-batch-id`` header. One
-attempt's records on a partition may reach several polls and may interleave with other
-batches, so "seen this id before" is not enough: an attempt is the set of records of an id
-produced (Kafka CreateTime) within ``attempt_window_ms`` of the id's first record. Later
-records of the id are a retry and are dropped. Ids are forgotten once the partition's
-newest record is ``horizon_ms`` younger than their first record, so memory stays bounded.
+A retried HTTP batch is published again with the same batch id. The gateway stamps every
+record with ``(batch_id, batch_index)``, its position in the batch, so an event is
+recognised whatever the attempt: per batch id the shard keeps a bitmap of the positions
+it has counted, and a record whose position is already set is a duplicate. This is exact
+even when an attempt published only part of the batch before failing (its retry then adds
+exactly the missing events) and when attempts interleave with other batches or polls.
+
+Records written before ``batch_index`` existed (the id only in the header), and every
+later record of an id first seen that way, fall back to time: an attempt is the set of
+records of an id produced (Kafka CreateTime) within ``attempt_window_ms`` of the id's
+first record, and later records of the id are dropped.
+
+Ids are forgotten once the partition's newest record is ``horizon_ms`` younger than their
+first record, so memory stays bounded (a bitmap is one byte per position: ~1 KB for a
+batch of 1,000 events).
 """
 
 from __future__ import annotations
@@ -16,51 +25,76 @@ import numpy.typing as npt
 from speed_layer.items import Int64s, Objects
 
 NO_BATCH_ID = ""
+MAX_BATCH_INDEX = 1_000_000
+"""Positions at or above this are not tracked (no bitmap grows without bound)."""
+
+Bools = npt.NDArray[np.bool_]
 
 
 class BatchDeduper:
-    """Per-partition memory of batch ids: id → CreateTime of its first record (ms)."""
+    """Per-partition memory of batch ids: first CreateTime (ms) and counted positions."""
 
     def __init__(self, attempt_window_ms: int, horizon_ms: int) -> None:
         self.attempt_window_ms = attempt_window_ms
         self.horizon_ms = horizon_ms
         self.first_ms: dict[str, int] = {}
+        self.counted: dict[str, Bools] = {}
         self.newest_ms = np.iinfo(np.int64).min
 
-    def duplicates(self, batch_ids: Objects, produced_ms: Int64s) -> npt.NDArray[np.bool_]:
-        """Mask of rows that belong to a retry; remembers the new ids it sees.
+    def duplicates(self, batch_ids: Objects, batch_index: Int64s,
+                   produced_ms: Int64s) -> Bools:
+        """Mask of rows already counted (or belonging to a retry); remembers the rest.
 
-        The records of one gateway batch sit next to each other in a partition, so the
-        ids are taken run by run (one vectorised compare of neighbours, ~12 ns a row):
-        Python sees each run once, never each row.
+        The records of one gateway batch sit next to each other in a partition, so rows
+        are taken run by run (one vectorised compare of neighbours): Python sees each run
+        once, never each row.
         """
         n = len(batch_ids)
+        dup = np.zeros(n, dtype=np.bool_)
         if n == 0:
-            return np.zeros(0, dtype=np.bool_)
+            return dup
+        self.newest_ms = max(self.newest_ms, int(produced_ms.max()))
         starts = np.flatnonzero(np.r_[True, batch_ids[1:] != batch_ids[:-1]])
-        codes: dict[str, int] = {}
-        run_code = np.fromiter((codes.setdefault(b, len(codes))
-                                for b in batch_ids[starts].tolist()), np.int64, len(starts))
-        names = list(codes)
-        code = np.repeat(run_code, np.diff(np.r_[starts, n]))
-        firsts = np.full(len(names), np.iinfo(np.int64).max, dtype=np.int64)
-        np.minimum.at(firsts, code, produced_ms)  # earliest record of each id in the poll
-        known = self.first_ms
-        has_id = np.ones(len(names), dtype=np.bool_)
-        for j, batch_id in enumerate(names):  # one iteration per distinct id, not per row
+        ends = np.r_[starts[1:], n]
+        indexed = batch_index >= 0
+        legacy_runs = []
+        for batch_id, a, b in zip(batch_ids[starts].tolist(), starts.tolist(), ends.tolist(),
+                                  strict=True):
             if batch_id == NO_BATCH_ID:
-                has_id[j] = False
                 continue
-            first = known.get(batch_id)
-            if first is None:
-                known[batch_id] = int(firsts[j])
+            # An id first seen without positions (an older gateway) stays on the time rule.
+            timed = batch_id in self.first_ms and batch_id not in self.counted
+            first = int(produced_ms[a:b].min())
+            if self.first_ms.setdefault(batch_id, first) > first:
+                self.first_ms[batch_id] = first
+            if not timed and indexed[a] and indexed[a:b].all():
+                dup[a:b] = self._seen(batch_id, batch_index[a:b])
             else:
-                firsts[j] = first
-        limit = np.where(has_id, firsts, np.iinfo(np.int64).max - self.attempt_window_ms)
-        if len(produced_ms):
-            self.newest_ms = max(self.newest_ms, int(produced_ms.max()))
-        dup: npt.NDArray[np.bool_] = produced_ms > limit[code] + self.attempt_window_ms
+                legacy_runs.append((batch_id, a, b))
+        for batch_id, a, b in legacy_runs:  # after every run of the poll set first_ms
+            limit = self.first_ms[batch_id] + self.attempt_window_ms
+            dup[a:b] = produced_ms[a:b] > limit
         return dup
+
+    def _seen(self, batch_id: str, index: Int64s) -> Bools:
+        """Which of these positions were counted before (or repeat within this run)."""
+        top = int(index.max())
+        if top >= MAX_BATCH_INDEX:
+            return np.zeros(len(index), dtype=np.bool_)
+        bitmap = self.counted.get(batch_id)
+        if bitmap is None or len(bitmap) <= top:
+            grown = np.zeros(max(64, 1 << top.bit_length()), dtype=np.bool_)
+            if bitmap is not None:
+                grown[:len(bitmap)] = bitmap
+            bitmap = self.counted[batch_id] = grown
+        seen = bitmap[index]
+        if len(index) > 1 and not (np.diff(index) > 0).all():  # a position twice in the run
+            _, first = np.unique(index, return_index=True)
+            again = np.ones(len(index), dtype=np.bool_)
+            again[first] = False
+            seen |= again
+        bitmap[index] = True
+        return seen
 
     def forget_old(self) -> int:
         """Drop ids older than the horizon; returns how many were dropped."""
@@ -68,6 +102,7 @@ class BatchDeduper:
         old = [k for k, first in self.first_ms.items() if first < cutoff]
         for k in old:
             del self.first_ms[k]
+            self.counted.pop(k, None)
         return len(old)
 
     def __len__(self) -> int:

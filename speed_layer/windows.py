@@ -155,7 +155,7 @@ class ShardWindows:
         if len(batch) == 0:
             return None
         cols = batch.columns
-        kept = ~self.deduper.duplicates(batch.batch_ids, batch.produced_ms)
+        kept = ~self.deduper.duplicates(batch.batch_ids, cols.batch_index, batch.produced_ms)
         n_kept = int(kept.sum())
         self.duplicates += len(kept) - n_kept
         if n_kept == 0:

@@ -30,6 +30,7 @@ def test_good_batch_is_acknowledged_and_lands_once_with_key_and_headers(stack, g
         assert r.key == f"{keys.project}:cust-1".encode()
         assert r.headers[BATCH_ID_HEADER] == batch_id.encode()
         assert r.value["batch_id"] == batch_id
+        assert r.value["event_id"] == events[r.value["batch_index"]]["event_id"]
         assert r.headers[FORMAT_HEADER] == b"1"
         assert r.value["project_id"] == keys.project
         assert r.value["endpoint"] == "/users/{id}"

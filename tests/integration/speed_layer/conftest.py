@@ -33,7 +33,8 @@ def produce(bootstrap: str, topic: str, records: Sequence[EventRecord], *,
 
     extra["on_delivery"] = on_delivery
     if batch_id:
-        records = [msgspec.structs.replace(r, batch_id=batch_id) for r in records]
+        records = [msgspec.structs.replace(r, batch_id=batch_id, batch_index=i)
+                   for i, r in enumerate(records)]
     for record, value in zip(records, encode_records(records), strict=True):
         while True:
             try:

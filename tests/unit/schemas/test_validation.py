@@ -189,3 +189,12 @@ def test_unreadable_body_raises_body_error(body: bytes, message: str) -> None:
     with pytest.raises(BodyError) as info:
         validate_batch(body, project_id="p", received_at_us=NOW_US)
     assert str(info.value).startswith(message)
+
+
+def test_records_carry_the_batch_id_and_their_position_in_the_request() -> None:
+    body = orjson.dumps([good(event_id="a"), good(status_code=700), good(event_id="c")])
+    batch = validate_batch(body, project_id="p1", received_at_us=NOW_US, batch_id="b-7")
+    assert [(r.event_id, r.batch_id, r.batch_index) for r in batch.records] == [
+        ("a", "b-7", 0), ("c", "b-7", 2)]  # positions as sent, the rejected one included
+    plain = run([good()]).records[0]
+    assert (plain.batch_id, plain.batch_index) == ("", -1)

@@ -44,14 +44,18 @@ def make_records(n: int, *, seed: int = 0, minutes: int = 3, projects: int = 2, 
 
 def make_batch(records: Sequence[EventRecord], *, partition: int = 0, first_offset: int = 0,
                batch_id: str | Sequence[str] = "", produced_ms: int | Sequence[int] = 0,
-               extra_values: Sequence[bytes] = (), id_in: str = "body") -> ShardBatch:
-    """A decoded poll; the batch ids travel in the record bodies (as the gateway writes
-    them) or, with ``id_in="header"``, only in the headers (as older records)."""
+               extra_values: Sequence[bytes] = (), id_in: str = "body",
+               first_index: int | Sequence[int] = 0) -> ShardBatch:
+    """A decoded poll; the batch ids travel in the record bodies with each record's
+    position in its batch (``first_index`` onwards), as the gateway writes them, or, with
+    ``id_in="header"``, only in the headers (as older records)."""
     n = len(records) + len(extra_values)
     ids = [batch_id] * n if isinstance(batch_id, str) else list(batch_id)
     if id_in == "body":
-        records = [msgspec.structs.replace(r, batch_id=b)
-                   for r, b in zip(records, ids, strict=False)]
+        index = (range(first_index, first_index + n) if isinstance(first_index, int)
+                 else first_index)
+        records = [msgspec.structs.replace(r, batch_id=b, batch_index=i) if b else r
+                   for r, b, i in zip(records, ids, index, strict=False)]
         headers = [""] * n
     else:
         headers = ids

@@ -106,7 +106,7 @@ def test_same_batch_id_published_twice_counts_once(first_in, retry_in):
     w = windows()
     w.add(make_batch(records[:60], batch_id="b1", produced_ms=1_000, id_in=first_in))
     w.add(make_batch(records[60:], batch_id="b1", produced_ms=1_010, first_offset=60,
-                     id_in=first_in))
+                     id_in=first_in, first_index=60))
     w.add(make_batch(records, batch_id="b1", produced_ms=9_000, first_offset=100,
                      id_in=retry_in))
     w.add(make_batch(records[:10], batch_id="b2", produced_ms=9_000, first_offset=200,
@@ -114,6 +114,28 @@ def test_same_batch_id_published_twice_counts_once(first_in, retry_in):
     rows = rows_as_dict([w.emit()])
     assert sum(r["request_count"] for r in rows.values()) == 110
     assert w.duplicates == 100
+
+
+def test_a_retry_after_a_partly_published_attempt_adds_exactly_the_missing_events():
+    """Attempt 1 reached Kafka with 60 of its 100 events before failing; the retry
+    publishes all 100, interleaved with another batch and cut across polls."""
+    records = make_records(100, minutes=2, seed=12)
+    other = make_records(30, minutes=2, seed=13)
+    w = windows()
+    w.add(make_batch(records[:35], batch_id="b1", produced_ms=1_000))
+    w.add(make_batch(records[35:60], batch_id="b1", produced_ms=1_005, first_offset=35,
+                     first_index=35))
+    w.add(make_batch(records[:50] + other, batch_id=["b1"] * 50 + ["b2"] * 30,
+                     produced_ms=30_000, first_offset=60))
+    w.add(make_batch(records[50:], batch_id="b1", produced_ms=30_001, first_offset=140,
+                     first_index=50))
+    w.add(make_batch(records[90:], batch_id="b1", produced_ms=31_000, first_offset=190,
+                     first_index=90))  # the same positions twice in one poll: a third try
+    w.add(make_batch(records[95:] + records[95:], batch_id="b1", produced_ms=32_000,
+                     first_offset=210, first_index=[95, 96, 97, 98, 99] * 2))
+    rows = rows_as_dict([w.emit()])
+    assert_rows_equal(rows, reference(records + other))
+    assert w.duplicates == 60 + 10 + 10
 
 
 def test_batch_ids_are_forgotten_after_the_horizon():
