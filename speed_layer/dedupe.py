@@ -56,19 +56,25 @@ class BatchDeduper:
         self.newest_ms = max(self.newest_ms, int(produced_ms.max()))
         starts = np.flatnonzero(np.r_[True, batch_ids[1:] != batch_ids[:-1]])
         ends = np.r_[starts[1:], n]
-        indexed = batch_index >= 0
+        # Per-run facts in a few vectorised calls; the loop below does dict work per run.
+        firsts = np.minimum.reduceat(produced_ms, starts).tolist()
+        indexed = np.logical_and.reduceat(batch_index >= 0, starts).tolist()
+        tops = np.maximum.reduceat(batch_index, starts).tolist()
+        rising = np.r_[np.diff(batch_index) > 0, True]
+        rising[ends - 1] = True
+        ordered = np.logical_and.reduceat(rising, starts).tolist()
         legacy_runs = []
-        for batch_id, a, b in zip(batch_ids[starts].tolist(), starts.tolist(), ends.tolist(),
-                                  strict=True):
+        for batch_id, a, b, first, has_index, top, in_order in zip(
+                batch_ids[starts].tolist(), starts.tolist(), ends.tolist(), firsts, indexed,
+                tops, ordered, strict=True):
             if batch_id == NO_BATCH_ID:
                 continue
             # An id first seen without positions (an older gateway) stays on the time rule.
             timed = batch_id in self.first_ms and batch_id not in self.counted
-            first = int(produced_ms[a:b].min())
             if self.first_ms.setdefault(batch_id, first) > first:
                 self.first_ms[batch_id] = first
-            if not timed and indexed[a] and indexed[a:b].all():
-                dup[a:b] = self._seen(batch_id, batch_index[a:b])
+            if has_index and not timed and top < MAX_BATCH_INDEX:
+                dup[a:b] = self._seen(batch_id, batch_index[a:b], top, in_order)
             else:
                 legacy_runs.append((batch_id, a, b))
         for batch_id, a, b in legacy_runs:  # after every run of the poll set first_ms
@@ -76,11 +82,8 @@ class BatchDeduper:
             dup[a:b] = produced_ms[a:b] > limit
         return dup
 
-    def _seen(self, batch_id: str, index: Int64s) -> Bools:
+    def _seen(self, batch_id: str, index: Int64s, top: int, in_order: bool) -> Bools:
         """Which of these positions were counted before (or repeat within this run)."""
-        top = int(index.max())
-        if top >= MAX_BATCH_INDEX:
-            return np.zeros(len(index), dtype=np.bool_)
         bitmap = self.counted.get(batch_id)
         if bitmap is None or len(bitmap) <= top:
             grown = np.zeros(max(64, 1 << top.bit_length()), dtype=np.bool_)
@@ -88,7 +91,7 @@ class BatchDeduper:
                 grown[:len(bitmap)] = bitmap
             bitmap = self.counted[batch_id] = grown
         seen = bitmap[index]
-        if len(index) > 1 and not (np.diff(index) > 0).all():  # a position twice in the run
+        if not in_order:  # a position may repeat within the run (two attempts side by side)
             _, first = np.unique(index, return_index=True)
             again = np.ones(len(index), dtype=np.bool_)
             again[first] = False
