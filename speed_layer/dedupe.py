@@ -99,6 +99,11 @@ class BatchDeduper:
         bitmap[index] = True
         return seen
 
+    def __setstate__(self, state: dict[str, object]) -> None:
+        # Snapshots taken before positions were tracked have no bitmaps: start with none.
+        state.setdefault("counted", {})
+        self.__dict__.update(state)
+
     def forget_old(self) -> int:
         """Drop ids older than the horizon; returns how many were dropped."""
         cutoff = self.newest_ms - self.horizon_ms

@@ -188,3 +188,15 @@ def test_poison_records_become_dead_letters_and_the_rest_counts():
     w = windows()
     w.add(batch)
     assert sum(r["request_count"] for r in rows_as_dict([w.emit()]).values()) == 10
+
+
+def test_a_snapshot_from_before_position_tracking_still_loads():
+    w = windows()
+    w.add(make_batch(make_records(20, minutes=1), batch_id="old", produced_ms=1_000,
+                     id_in="header"))
+    del w.deduper.__dict__["counted"]  # the deduper as older versions pickled it
+    restored = pickle.loads(pickle.dumps(w))  # noqa: S301 - bytes made just above
+    restored.add(make_batch(make_records(5, minutes=1, seed=3), batch_id="new",
+                            produced_ms=2_000, first_offset=20))
+    assert set(restored.deduper.counted) == {"new"}
+    assert sum(r["request_count"] for r in rows_as_dict([restored.emit()]).values()) == 25
