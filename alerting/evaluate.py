@@ -12,14 +12,12 @@ from typing import Any, Final
 
 import psycopg
 
-from alerting.rules import Rule, Window
+from alerting.rules import RULE_COLUMNS, RULE_WIDTH, Rule, Window
 
 _MAX_WINDOW: Final = timedelta(minutes=60)  # the table's CHECK; lets the planner prune days
 
-_MEASURE: Final = """
-SELECT r.rule_id, r.project_id, r.name, r.metric, r.comparator, r.threshold,
-       r.window_minutes, r.min_requests, r.cooldown_minutes, r.endpoint, r.api_key, r.method,
-       r.channel, r.target,
+_MEASURE: Final = f"""
+SELECT {RULE_COLUMNS},
        coalesce(sum(m.request_count), 0), coalesce(sum(m.error_count), 0),
        coalesce(sum(m.server_error_count), 0), coalesce(sum(m.latency_sum), 0),
        tdigest_percentile(m.latency_digest, ARRAY[0.5, 0.95, 0.99]::float8[])
@@ -34,7 +32,7 @@ LEFT JOIN metrics_1m m
       AND (r.method IS NULL OR m.method = r.method)
 WHERE r.enabled
 GROUP BY r.rule_id
-ORDER BY r.rule_id"""
+ORDER BY r.rule_id"""  # noqa: S608 - the columns are Rule's field names
 
 
 def window_end(now: datetime) -> datetime:
@@ -47,8 +45,8 @@ def measure(conn: psycopg.Connection[Any], now: datetime) -> list[tuple[Rule, Wi
     rows = conn.execute(_MEASURE, {"end": end, "earliest": end - _MAX_WINDOW}).fetchall()
     out = []
     for row in rows:  # one row per rule, not per event
-        rule = Rule(*row[:14])
-        requests, errors, server_errors, latency_sum, pcts = row[14:]
+        rule = Rule(*row[:RULE_WIDTH])
+        requests, errors, server_errors, latency_sum, pcts = row[RULE_WIDTH:]
         p50, p95, p99 = pcts if pcts is not None else (None, None, None)
         out.append((rule, Window(int(requests), int(errors), int(server_errors),
                                  float(latency_sum), p50, p95, p99,

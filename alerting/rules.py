@@ -35,6 +35,11 @@ class Rule:
     target: str
 
 
+RULE_COLUMNS: Final = ", ".join(f"r.{name}" for name in Rule.__dataclass_fields__)
+"""``Rule``'s fields as the select list of ``alert_rules r``: ``Rule(*row[:RULE_WIDTH])``."""
+RULE_WIDTH: Final = len(Rule.__dataclass_fields__)
+
+
 @dataclass(frozen=True, slots=True)
 class Window:
     """What the rule's window of minutes holds."""

@@ -19,7 +19,7 @@ import psycopg
 from alerting.decide import State, decide
 from alerting.evaluate import measure
 from alerting.notify import Notice, Notifier
-from alerting.rules import Rule
+from alerting.rules import RULE_COLUMNS, Rule
 from alerting.settings import AlertingSettings
 
 log = logging.getLogger(__name__)
@@ -40,13 +40,12 @@ INSERT INTO alert_events (rule_id, project_id, kind, value, threshold, window_st
                           window_end, at, delivery)
 VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"""
 
-_PENDING = """
+_PENDING = f"""
 SELECT e.event_id, e.kind, e.value, e.window_start, e.window_end, e.at, e.attempts,
-       r.rule_id, r.project_id, r.name, r.metric, r.comparator, r.threshold, r.window_minutes,
-       r.min_requests, r.cooldown_minutes, r.endpoint, r.api_key, r.method, r.channel, r.target
+       {RULE_COLUMNS}
 FROM alert_events e JOIN alert_rules r USING (rule_id)
 WHERE e.delivery = 'pending'
-ORDER BY e.event_id"""
+ORDER BY e.event_id"""  # noqa: S608 - the columns are Rule's field names
 
 _RECORD = """
 UPDATE alert_events SET delivery = %s, attempts = attempts + %s, delivery_error = %s

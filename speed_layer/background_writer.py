@@ -37,7 +37,7 @@ class BackgroundWriter:
         self._writer = writer
         self._max_pending_rows = max_pending_rows
         self._cond = threading.Condition()
-        self._queue: list[Emission] = []
+        self._queue: list[tuple[Emission, int]] = []  # with its row count
         self._pending_rows = 0  # queued + being written
         self._submitted = 0
         self._committed = 0
@@ -56,7 +56,7 @@ class BackgroundWriter:
                    and self._error is None):
                 self._cond.wait()
             self._check()
-            self._queue.append(emission)
+            self._queue.append((emission, rows))
             self._pending_rows += rows
             self._submitted += 1
             self._cond.notify_all()
@@ -93,8 +93,9 @@ class BackgroundWriter:
                     self._cond.wait()
                 if not self._queue:
                     return
-                batch, self._queue = self._queue, []
-            rows = sum(_rows(e) for e in batch)
+                queued, self._queue = self._queue, []
+            batch = [emission for emission, _ in queued]
+            rows = sum(n for _, n in queued)
             try:
                 self._writer.write(batch)
             except BaseException as exc:  # handed to the dataflow thread, which raises it

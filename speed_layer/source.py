@@ -21,12 +21,10 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from schemas.topics import BATCH_ID_HEADER
+from schemas.codec import header_batch_id
 from speed_layer.decode import decode_poll
 from speed_layer.items import ShardBatch
 from speed_layer.settings import SpeedSettings
-
-_BATCH_ID_HEADER = BATCH_ID_HEADER
 
 
 def _consumer_config(settings: SpeedSettings) -> dict[str, object]:
@@ -50,20 +48,6 @@ def _consumer_config(settings: SpeedSettings) -> dict[str, object]:
     }
 
 
-Headers = list[tuple[str, str | bytes | None]] | dict[str, str | bytes | None] | None
-
-
-def _batch_id(headers: Headers) -> str:
-    """The batch id header's value, or "" when there is none."""
-    if not headers:
-        return ""
-    pairs = headers.items() if isinstance(headers, dict) else headers
-    for name, value in pairs:  # the gateway puts it first: one step
-        if name == _BATCH_ID_HEADER and value is not None:
-            return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-    return ""
-
-
 class _Keys:
     """The keys of a poll's messages, read only where asked (dead letters)."""
 
@@ -85,7 +69,7 @@ class _HeaderBatchIds:
         self.messages = messages
 
     def __getitem__(self, index: int) -> str:
-        return _batch_id(self.messages[index].headers())
+        return header_batch_id(self.messages[index].headers())
 
 
 class EventsPartition(StatefulSourcePartition[ShardBatch, int]):

@@ -2,10 +2,9 @@
 
 import pytest
 
-from schemas.codec import encode_records
+from schemas.codec import encode_records, header_batch_id
 from schemas.topics import BATCH_ID_HEADER, FORMAT_HEADER
 from speed_layer.decode import decode_poll
-from speed_layer.source import _batch_id
 from tests.unit.speed_layer.fixtures import make_batch, make_records, rows_as_dict
 from tests.unit.speed_layer.test_windows import windows
 
@@ -33,11 +32,11 @@ def test_header_batch_ids_stay_aligned_around_a_poison_record():
 
 
 def test_batch_id_headers_are_read_as_strings_wherever_they_sit():
-    assert _batch_id([(BATCH_ID_HEADER, b"b1"), (FORMAT_HEADER, b"1")]) == "b1"
-    assert _batch_id([(FORMAT_HEADER, b"1"), (BATCH_ID_HEADER, b"b2")]) == "b2"
-    assert _batch_id({BATCH_ID_HEADER: "b3"}) == "b3"
-    assert _batch_id([(BATCH_ID_HEADER, None)]) == ""
-    assert _batch_id(None) == ""
+    assert header_batch_id([(BATCH_ID_HEADER, b"b1"), (FORMAT_HEADER, b"1")]) == "b1"
+    assert header_batch_id([(FORMAT_HEADER, b"1"), (BATCH_ID_HEADER, b"b2")]) == "b2"
+    assert header_batch_id({BATCH_ID_HEADER: "b3"}) == "b3"
+    assert header_batch_id([(BATCH_ID_HEADER, None)]) == ""
+    assert header_batch_id(None) == ""
 
 
 def test_records_without_any_batch_id_are_never_deduplicated():
