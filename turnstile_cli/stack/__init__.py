@@ -8,7 +8,7 @@ nothing but Maven Central jars and Debian packages.
 from turnstile_cli.stack.kafka import KafkaBroker, ensure_jars
 from turnstile_cli.stack.postgres import PostgresServer
 from turnstile_cli.stack.process import StackError, free_ports
-from turnstile_cli.stack.supervisor import ComponentStatus, LocalStack, StackConfig
+from turnstile_cli.stack.servers import ComponentStatus, LocalStack, StackConfig
 from turnstile_cli.stack.topics import ensure_topic, ensure_topics, partition_count
 
 __all__ = [
