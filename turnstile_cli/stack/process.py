@@ -144,3 +144,15 @@ def process_started_at(pid: int) -> float | None:
         return None
     # Field 22 of stat (starttime, clock ticks after boot); fields[0] here is field 3.
     return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+
+
+def kill_group(pgid: int) -> None:
+    """SIGKILL what is left of a process group whose leader is gone (a service's workers).
+
+    Each service leads a session of its own, so its group id is its first PID; the kernel
+    does not hand out that PID again while the group has members.
+    """
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass

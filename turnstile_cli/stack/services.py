@@ -10,13 +10,14 @@ because PIDs are reused.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from turnstile_cli.stack.process import cmdline, pid_alive, read_pid, stop_pid
+from turnstile_cli.stack.process import cmdline, kill_group, pid_alive, read_pid, stop_pid
 
 GATEWAY_PORT = 8080
 QUERY_PORT = 8090
@@ -136,9 +137,20 @@ class ServiceProcesses:
         self.pid_file(service.name).write_text(f"{proc.pid}\n")
         return proc
 
+    def signal(self, pid: int, sig: signal.Signals) -> None:
+        """Signal a service process the supervisor watches (it may be gone already)."""
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def kill_group(self, pid: int) -> None:
+        kill_group(pid)
+
     def stop(self, service: Service, timeout: float = 20.0) -> None:
         """SIGTERM, then SIGKILL after ``timeout`` s; forgets the PID file."""
         pid = self.pid(service)
         if pid is not None:
             stop_pid(pid, timeout)
+            kill_group(pid)
         self.pid_file(service.name).unlink(missing_ok=True)

@@ -102,6 +102,8 @@ class Supervisor:
             code, gone = self._exit_status(service, state)
             if gone:
                 self.kill_at.pop(service.name, None)
+                if state.pid is not None:  # a killed leader's workers would hold its port
+                    self.processes.kill_group(state.pid)
                 error = last_error_in(self.processes.log_file(service.name))
                 after = self._set_exited(service.name, state, now, code, error)
                 log.warning("%s: exited with code %s after %.1f s; %s", service.name, code,
@@ -188,12 +190,8 @@ class Supervisor:
         log.info("plan reloaded: %s", ", ".join(plan.names()))
 
     def _signal(self, state: ServiceState, sig: signal.Signals) -> None:
-        if state.pid is None or state.pid <= 0:
-            return
-        try:
-            os.kill(state.pid, sig)
-        except ProcessLookupError:
-            pass
+        if state.pid is not None and state.pid > 0:
+            self.processes.signal(state.pid, sig)
 
 
 def _describe(state: ServiceState, now: float, service: Service) -> str:

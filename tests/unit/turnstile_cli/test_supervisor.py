@@ -35,6 +35,13 @@ class FakeProcesses:
         self.log_dir = log_dir
         self.children: list[FakeChild] = []
         self.running: dict[str, int] = {}
+        self.signals: list[tuple[int, int]] = []
+
+    def signal(self, pid: int, sig) -> None:
+        self.signals.append((pid, int(sig)))
+
+    def kill_group(self, pid: int) -> None:
+        self.signals.append((pid, 9))
 
     def log_file(self, name: str) -> Path:
         return self.log_dir / f"{name}.log"
@@ -60,16 +67,13 @@ class Clock:
 
 
 @pytest.fixture
-def setup(tmp_path, monkeypatch):
-    monkeypatch.setattr("turnstile_cli.stack.supervisor.Supervisor._signal",
-                        lambda self, state, sig: signals.append((state.name, sig)))
-    signals: list = []
+def setup(tmp_path):
     plan = ServicePlan((Service("a", ("a",)), Service("b", ("b",))),
                        RestartPolicy(initial_backoff_s=1.0, max_failures=3))
     save_plan(tmp_path, plan)
     clock, processes = Clock(), FakeProcesses(tmp_path)
     supervisor = Supervisor(tmp_path, plan, processes, clock=clock)
-    return supervisor, processes, clock, signals
+    return supervisor, processes, clock, processes.signals
 
 
 def _states(path):
@@ -118,7 +122,7 @@ def test_restart_request_stops_a_running_service_and_starts_it_at_once(setup, tm
     supervisor.adopt_or_start()
     request(tmp_path, restart_request("b"))
     supervisor.tick()
-    assert signals[-1][0] == "b" and int(signals[-1][1]) == 15
+    assert signals[-1] == (1001, 15)
     processes.children[1].code = -15
     supervisor.tick()  # exit seen: due now
     supervisor.tick()
@@ -155,7 +159,7 @@ def test_reload_takes_the_new_plan_and_revives_failed_services(setup, tmp_path):
     states = _states(tmp_path)
     assert set(states) == {"a", "c"}
     assert states["a"][0] == "running" and states["c"] == ("running", states["c"][1], 0)
-    assert ("b", 15) in [(name, int(sig)) for name, sig in signals]
+    assert (1001, 15) in signals  # b is no longer planned
 
 
 def test_requests_are_consumed_once(tmp_path):
