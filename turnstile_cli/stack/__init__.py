@@ -1,8 +1,9 @@
-"""The local stack: a Kafka broker and a PostgreSQL server run from the project's own files.
+"""The local stack: Kafka and PostgreSQL from the project's own files, services supervised.
 
 Production points the services at real clusters; this package exists so that
 ``turnstile stack up`` and the integration tests get the same servers on 127.0.0.1 with
-nothing but Maven Central jars and Debian packages.
+nothing but Maven Central jars and Debian packages; ``supervisor`` keeps the platform's
+services running on top of them.
 """
 
 from turnstile_cli.stack.kafka import KafkaBroker, ensure_jars

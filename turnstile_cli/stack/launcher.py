@@ -7,6 +7,7 @@ supervisor first, so it cannot restart what is being stopped, then every service
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
@@ -27,11 +28,18 @@ def ensure_supervisor(state_dir: Path, plan: ServicePlan, env: Mapping[str, str]
     a new one starts, detached, with ``env`` (the servers' addresses) for its services.
     """
     state_dir = state_dir.resolve()
-    save_plan(state_dir, plan)
-    running = supervisor_pid(state_dir)
-    if running is not None:
-        request(state_dir, RELOAD)
-        return running
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with (state_dir / ".supervisor.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two `up` at once start one supervisor
+        save_plan(state_dir, plan)
+        running = supervisor_pid(state_dir)
+        if running is not None:
+            request(state_dir, RELOAD)
+            return running
+        return _start_supervisor(state_dir, env)
+
+
+def _start_supervisor(state_dir: Path, env: Mapping[str, str]) -> int:
     for folder in ("pids", "logs"):
         (state_dir / folder).mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "turnstile_cli.main", "stack", "supervise",

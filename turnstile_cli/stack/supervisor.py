@@ -9,6 +9,7 @@ a new one adopts those still running. On SIGTERM it exits and leaves the service
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import signal
@@ -181,6 +182,7 @@ class Supervisor:
                 self.children.pop(name, None)
                 self._dirty = True
         self.plan = plan
+        self._dirty = True  # `stack up` waits for a view written after its request
         for service in plan.services:
             if service.name not in self.states:
                 self.states[service.name] = ServiceState(service.name)
@@ -209,9 +211,16 @@ def supervise(state_dir: Path) -> int:
     if plan is None:
         log.error("no plan in %s (run `turnstile stack up --services`)", state_dir)
         return 1
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    log.info("supervising %s", ", ".join(plan.names()))
-    Supervisor(state_dir, plan, ServiceProcesses(state_dir)).run(stop)
+    # Held for the supervisor's life: a second one in this folder would double every service.
+    with (state_dir / ".supervisor.run.lock").open("a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.error("another supervisor runs in %s; this one exits", state_dir)
+            return 1
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        log.info("supervising %s", ", ".join(plan.names()))
+        Supervisor(state_dir, plan, ServiceProcesses(state_dir)).run(stop)
     return 0

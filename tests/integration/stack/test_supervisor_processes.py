@@ -102,6 +102,12 @@ def test_killed_service_restarts_crashing_one_fails_and_down_leaves_nothing():
         rows = _rows(state)
         assert rows["sleeper"]["pid"] == again["pid"] and rows["sleeper"]["restarts"] == 1
         assert rows["supervisor"]["state"] == "running"
+        # `up` again reuses the running supervisor; a second one in the folder refuses to run.
+        assert ensure_supervisor(state, plan, env={}) == supervisor_pid(state)
+        second = _turnstile("stack", "supervise", "--state-dir", str(state), state=state)
+        assert second.returncode == 1
+        assert "another supervisor runs" in (state / "logs" / "supervisor.log").read_text() + \
+            second.stdout + second.stderr
 
         shown = _turnstile("stack", "status", "--json", state=state)
         assert shown.returncode == 1  # no Kafka / PostgreSQL here; the crasher fails again

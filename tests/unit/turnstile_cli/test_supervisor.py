@@ -162,6 +162,17 @@ def test_reload_takes_the_new_plan_and_revives_failed_services(setup, tmp_path):
     assert (1001, 15) in signals  # b is no longer planned
 
 
+def test_reload_of_an_unchanged_plan_still_writes_a_fresh_view(setup, tmp_path):
+    supervisor, processes, clock, _ = setup
+    supervisor.adopt_or_start()
+    supervisor.tick()
+    clock.now += 30
+    request(tmp_path, RELOAD)
+    supervisor.tick()
+    assert load_view(tmp_path).updated_at == clock.now  # what `stack up` waits for
+    assert len(processes.children) == 2  # nothing restarted
+
+
 def test_requests_are_consumed_once(tmp_path):
     request(tmp_path, RELOAD)
     request(tmp_path, restart_request("speed"))
