@@ -31,7 +31,6 @@ log = logging.getLogger("turnstile.supervisor")
 
 TICK_S = 0.2
 STOP_TIMEOUT_S = 20.0  # SIGTERM → SIGKILL for a service restarted on request
-SUPERVISOR_NAME = "supervisor"
 
 
 class Supervisor:
@@ -47,6 +46,7 @@ class Supervisor:
         self.states: dict[str, ServiceState] = {}
         self.children: dict[str, subprocess.Popen[bytes]] = {}
         self.kill_at: dict[str, float] = {}  # services asked to stop, SIGKILL after this
+        self.retired: list[subprocess.Popen[bytes]] = []  # dropped from the plan, to reap
         self._dirty = True
 
     def adopt_or_start(self) -> None:
@@ -73,6 +73,7 @@ class Supervisor:
         now = self.clock()
         for service in self.plan.services:
             self._watch(service, now)
+        self.retired = [child for child in self.retired if child.poll() is None]
         if self._dirty:
             self.save()
 
@@ -83,11 +84,15 @@ class Supervisor:
 
     def run(self, stop: threading.Event) -> None:
         self.adopt_or_start()
+        last_failure, logged_at = "", 0.0
         while not stop.is_set():
             try:
                 self.tick()
-            except Exception:  # the supervisor outlives any one bad round
-                log.exception("supervisor round failed; going on")
+            except Exception as exc:  # the supervisor outlives any one bad round
+                # Logged once a minute while the same fault lasts (a full disk, say).
+                if repr(exc) != last_failure or self.clock() - logged_at > 60:
+                    log.exception("supervisor round failed; going on")
+                    last_failure, logged_at = repr(exc), self.clock()
             stop.wait(TICK_S)
         self.save()
         log.info("supervisor stopping; services keep running until `stack down`")
@@ -107,7 +112,7 @@ class Supervisor:
                     self.processes.kill_group(state.pid)
                 error = last_error_in(self.processes.log_file(service.name))
                 after = self._set_exited(service.name, state, now, code, error)
-                log.warning("%s: exited with code %s after %.1f s; %s", service.name, code,
+                log.warning("%s: %s after %.1f s; %s", service.name, _exit_text(code),
                             now - (state.started_at or now), _describe(after, now, service))
             elif service.name in self.kill_at and now >= self.kill_at[service.name]:
                 self._signal(state, signal.SIGKILL)
@@ -177,9 +182,10 @@ class Supervisor:
         new_names = set(plan.names())
         for name in old:
             if name not in new_names:  # no longer wanted
-                self._signal(self.states[name], signal.SIGTERM)
-                self.states.pop(name, None)
-                self.children.pop(name, None)
+                self._signal(self.states.pop(name), signal.SIGTERM)
+                child = self.children.pop(name, None)
+                if child is not None:
+                    self.retired.append(child)
                 self._dirty = True
         self.plan = plan
         self._dirty = True  # `stack up` waits for a view written after its request
@@ -194,6 +200,17 @@ class Supervisor:
     def _signal(self, state: ServiceState, sig: signal.Signals) -> None:
         if state.pid is not None and state.pid > 0:
             self.processes.signal(state.pid, sig)
+
+
+def _exit_text(code: int | None) -> str:
+    if code is None:
+        return "gone (not our child, exit code unknown)"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with code {code}"
 
 
 def _describe(state: ServiceState, now: float, service: Service) -> str:
