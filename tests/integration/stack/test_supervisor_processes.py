@@ -54,7 +54,7 @@ def test_killed_service_restarts_crashing_one_fails_and_down_leaves_nothing():
     state = Path(tempfile.mkdtemp(prefix="turnstile-supervisor-"))
     plan = ServicePlan(
         (_service("sleeper", _SLEEP), _service("other", _SLEEP), _service("crasher", _CRASH)),
-        RestartPolicy(initial_backoff_s=2.0, max_failures=3),
+        RestartPolicy(initial_backoff_s=3.0, max_failures=3),
     )
     seen: set[int] = set()
     try:
@@ -68,7 +68,7 @@ def test_killed_service_restarts_crashing_one_fails_and_down_leaves_nothing():
         assert wait_until(lambda: _rows(state)["sleeper"]["state"] == "restarting", 2,
                           interval=0.05), _rows(state)["sleeper"]
         assert _rows(state)["sleeper"]["pid"] is None
-        assert wait_until(lambda: "restart in" in _rows(state)["sleeper"]["note"], 1,
+        assert wait_until(lambda: "restart in" in _rows(state)["sleeper"]["note"], 3,
                           interval=0.05), _rows(state)["sleeper"]
         assert wait_until(lambda: _rows(state)["sleeper"]["state"] == "running", 10), _log(state)
         again = _rows(state)["sleeper"]
@@ -77,11 +77,11 @@ def test_killed_service_restarts_crashing_one_fails_and_down_leaves_nothing():
         seen.add(again["pid"])
         assert load_view(state).services["sleeper"].last_exit_code == -signal.SIGKILL
 
-        # 3 exits (backoff 2 s, then 4 s) and the crasher is left alone.
+        # 3 exits (backoff 3 s, then 6 s) and the crasher is left alone.
         assert wait_until(lambda: _rows(state)["crasher"]["state"] == "failed", 30), _log(state)
         crasher = _rows(state)["crasher"]
         assert crasher["restarts"] == 2 and crasher["last_error"] == "RuntimeError: always broken"
-        time.sleep(2.5)
+        time.sleep(3.5)  # longer than the first delay
         assert _rows(state)["crasher"]["restarts"] == 2  # not retried any more
 
         revived = _turnstile("stack", "restart", "crasher", state=state)
