@@ -33,7 +33,7 @@ from turnstile_cli.stack import (
     ensure_topic,
     free_ports,
 )
-from turnstile_cli.stack.supervisor import DATABASE_ENV, KAFKA_ENV
+from turnstile_cli.stack.servers import DATABASE_ENV, KAFKA_ENV
 
 _START_ATTEMPTS = 3
 

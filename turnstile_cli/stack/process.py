@@ -132,3 +132,27 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
         pass
+
+
+def process_started_at(pid: int) -> float | None:
+    """When ``pid`` started, in Unix seconds (from /proc), or None when unknown."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+    except (OSError, StopIteration, IndexError, ValueError):
+        return None
+    # Field 22 of stat (starttime, clock ticks after boot); fields[0] here is field 3.
+    return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+
+
+def kill_group(pgid: int) -> None:
+    """SIGKILL what is left of a process group whose leader is gone (a service's workers).
+
+    Each service leads a session of its own, so its group id is its first PID; the kernel
+    does not hand out that PID again while the group has members.
+    """
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
