@@ -8,10 +8,12 @@ aside with the reason.
 
 from schemas.records.decode import (
     CANONICAL_PREFIX,
+    DECODED_SCHEMA,
     DecodedRecords,
     InvalidRecord,
     decode_records,
     read_record,
+    unify,
 )
 from schemas.records.encode import (
     KeyPartitioner,
@@ -21,7 +23,7 @@ from schemas.records.encode import (
     event_record_columns,
     write_record,
 )
-from schemas.records.metrics import METRIC_COLUMNS, MetricArrays, decode_metric_arrays, unify
+from schemas.records.metrics import METRIC_COLUMNS, MetricArrays, decode_metric_arrays
 from schemas.records.murmur2 import murmur2, partitions_for
 from schemas.records.schema import (
     EVENT_RECORD_V2_SCHEMA,
@@ -34,6 +36,7 @@ from schemas.records.schema import (
 
 __all__ = [
     "CANONICAL_PREFIX",
+    "DECODED_SCHEMA",
     "EVENTS_TOPIC_V2",
     "EVENT_RECORD_V2_SCHEMA",
     "FORMAT_KEY",

@@ -56,11 +56,21 @@ class InvalidRecord(ValueError):
     """A value that is not a format v2 record; the message says why."""
 
 
+# What a poll decodes to: the v2 columns, each dictionary column with one dictionary for
+# the whole poll (int32 codes: a poll may hold more distinct values than a record).
+CODES: Final = pa.dictionary(pa.int32(), pa.string())
+DECODED_SCHEMA: Final = pa.schema(
+    [pa.field(f.name, CODES, f.nullable) if pa.types.is_dictionary(f.type) else f
+     for f in EVENT_RECORD_V2_SCHEMA],
+    metadata=EVENT_RECORD_V2_SCHEMA.metadata,
+)
+
+
 @dataclass(frozen=True, slots=True)
 class DecodedRecords:
-    """The good records of a poll as one table, and where each record's rows are."""
+    """The good records of a poll as one single-chunk table, and where their rows are."""
 
-    table: pa.Table  # the columns read, EVENT_RECORD_V2_SCHEMA's types, records in order
+    table: pa.Table  # DECODED_SCHEMA's columns (those read), records in the order given
     positions: I64s  # position (in the values given) of each good record
     rows: I64s  # how many rows each good record has
     poison: list[PoisonRecord]
@@ -69,6 +79,27 @@ class DecodedRecords:
         """Position of each row's record, e.g. to look up its Kafka offset."""
         out: I64s = np.repeat(self.positions, self.rows)
         return out
+
+
+def unify(chunks: Sequence[pa.DictionaryArray]) -> pa.DictionaryArray:
+    """One dictionary for many dictionary arrays (one per record), int32 codes.
+
+    Each record brings its own small dictionary: concatenating them and encoding that
+    once dedupes every value of the poll in one C++ call (4x faster here than pyarrow's
+    ``unify_dictionaries`` + ``combine_chunks``, which also casts every chunk).
+    """
+    if not chunks:
+        return pa.DictionaryArray.from_arrays(pa.array([], pa.int32()), pa.array([], pa.string()))
+    dictionaries = [c.dictionary for c in chunks]
+    sizes = np.fromiter(map(len, dictionaries), np.int64, len(chunks))
+    lengths = np.fromiter(map(len, chunks), np.int64, len(chunks))
+    encoded = pc.dictionary_encode(pa.concat_arrays(dictionaries))
+    remap = np.r_[encoded.indices.to_numpy(), 0]  # + a target for null rows of a last chunk
+    indices = pa.concat_arrays([c.indices for c in chunks])
+    local = pc.fill_null(indices, 0).to_numpy(zero_copy_only=False).astype(np.int64)
+    codes = remap[local + np.repeat(np.cumsum(sizes) - sizes, lengths)].astype(np.int32)
+    valid = None if indices.null_count == 0 else ~np.asarray(indices.is_valid())
+    return pa.DictionaryArray.from_arrays(pa.array(codes, mask=valid), encoded.dictionary)
 
 
 def _schema_problem(schema: pa.Schema, names: Sequence[str]) -> str | None:
@@ -135,7 +166,6 @@ def decode_records(values: Sequence[bytes], columns: Sequence[str] | None = None
     names = [n for n in _NAMES if columns is None or n in columns]
     if columns is not None and len(names) != len(set(columns)):
         raise ValueError(f"unknown v2 columns: {sorted(set(columns) - set(_NAMES))}")
-    target = pa.schema([EVENT_RECORD_V2_SCHEMA.field(n) for n in names])
     options = pa.ipc.IpcReadOptions(
         included_fields=None if columns is None else [_NAMES.index(n) for n in names],
         use_threads=False,
@@ -143,26 +173,25 @@ def decode_records(values: Sequence[bytes], columns: Sequence[str] | None = None
     prefix, floor = CANONICAL_PREFIX, len(CANONICAL_PREFIX) + len(_EOS)
     canonical = [i for i, v in enumerate(values)
                  if len(v) > floor and v.startswith(prefix) and v.endswith(_EOS)]
-    tables: dict[int, pa.Table] = {}
+    parts: dict[int, list[pa.RecordBatch]] = {}
     poison: dict[int, str] = {}
-    batches = _splice(values, canonical, options) if canonical else []
+    spliced = _splice(values, canonical, options) if canonical else []
     others: Sequence[int]
-    if batches is None:  # some record is bad: find it the slow way
+    if spliced is None:  # some record is bad: find it the slow way
         others = range(len(values))
     else:
-        for i, batch in zip(canonical, batches, strict=True):
-            tables[i] = pa.Table.from_batches([batch])
+        parts.update((i, [batch]) for i, batch in zip(canonical, spliced, strict=True))
         taken = set(canonical)
         others = [i for i in range(len(values)) if i not in taken]
     for i in others:
         try:
-            tables[i] = read_record(values[i], names)
+            parts[i] = read_record(values[i], names).combine_chunks().to_batches()
         except InvalidRecord as exc:
             poison[i] = str(exc)
-    good = sorted(tables)
-    table = (pa.concat_tables([tables[i] for i in good]) if good
-             else target.empty_table())
-    rows = np.fromiter((tables[i].num_rows for i in good), np.int64, len(good))
+    good = sorted(parts)
+    batches = [b for i in good for b in parts[i]]
+    rows = np.fromiter((sum(b.num_rows for b in parts[i]) for i in good), np.int64, len(good))
+    table = _assemble(batches, names)
     positions = np.asarray(good, dtype=np.int64)
     bad_records = _row_problems(table, rows)
     if bad_records:
@@ -170,16 +199,25 @@ def decode_records(values: Sequence[bytes], columns: Sequence[str] | None = None
         for r, reason in bad_records.items():
             poison[good[r]] = reason
             keep[r] = False
-        starts = np.r_[0, np.cumsum(rows)[:-1]]
-        kept_rows = np.concatenate([np.arange(s, s + n) for s, n, k in
-                                    zip(starts, rows, keep, strict=True) if k] or
-                                   [np.zeros(0, dtype=np.int64)])
-        table = table.take(pa.array(kept_rows, pa.int64()))
+        table = table.filter(pa.array(np.repeat(keep, rows)))
         positions, rows = positions[keep], rows[keep]
     return DecodedRecords(
         table=table, positions=positions, rows=rows,
         poison=[PoisonRecord(position=i, reason=poison[i]) for i in sorted(poison)],
     )
+
+
+def _assemble(batches: list[pa.RecordBatch], names: list[str]) -> pa.Table:
+    """One single-chunk table: plain columns concatenated, dictionaries unified."""
+    schema = pa.schema([DECODED_SCHEMA.field(n) for n in names],
+                       metadata=DECODED_SCHEMA.metadata)
+    if not batches:
+        return schema.empty_table()
+    arrays = []
+    for j, field in enumerate(schema):
+        chunks = [b.column(j) for b in batches]
+        arrays.append(unify(chunks) if field.type == CODES else pa.concat_arrays(chunks))
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def _row_problems(table: pa.Table, rows: I64s) -> dict[int, str]:
@@ -197,11 +235,14 @@ def _row_problems(table: pa.Table, rows: I64s) -> dict[int, str]:
             if bad.any():
                 checks.append((f"{field.name}: {NUL_PROBLEM}", bad))
         elif pa.types.is_dictionary(field.type):
-            bad_rows = _dictionary_unstorable(col)
-            if bad_rows is not None:
-                checks.append((f"{field.name}: {NUL_PROBLEM}", bad_rows))
+            chunk = col.chunk(0)
+            bad_values = unstorable_mask(chunk.dictionary)
+            if bad_values.any():
+                codes = pc.fill_null(chunk.indices, 0).to_numpy(zero_copy_only=False)
+                checks.append((f"{field.name}: {NUL_PROBLEM}",
+                               bad_values[codes] & np.asarray(chunk.is_valid())))
         elif pa.types.is_map(field.type) and col.null_count < len(col):
-            tags = col.combine_chunks()
+            tags = col.chunk(0)
             offsets = tags.offsets.to_numpy()
             for part, texts in (("key", tags.keys), ("value", tags.items)):
                 bad_texts = unstorable_mask(texts)
@@ -229,23 +270,3 @@ def _row_problems(table: pa.Table, rows: I64s) -> dict[int, str]:
         for r in np.flatnonzero(per_record).tolist():
             out.setdefault(r, reason)
     return out
-
-
-def _dictionary_unstorable(col: pa.ChunkedArray) -> npt.NDArray[np.bool_] | None:
-    """Rows whose dictionary value holds U+0000; None (the usual case) when none does.
-
-    All chunks' dictionaries are checked in one call: a poll has one chunk per record.
-    """
-    chunks = col.chunks
-    if not chunks:
-        return None
-    dictionaries = [c.dictionary for c in chunks]
-    bad_values = unstorable_mask(pa.concat_arrays(dictionaries))
-    if not bad_values.any():
-        return None
-    sizes = np.fromiter(map(len, dictionaries), np.int64, len(chunks))
-    lengths = np.fromiter(map(len, chunks), np.int64, len(chunks))
-    indices = pa.concat_arrays([c.indices for c in chunks])
-    local = pc.fill_null(indices, 0).to_numpy(zero_copy_only=False).astype(np.int64)
-    rows = bad_values[local + np.repeat(np.cumsum(sizes) - sizes, lengths)]
-    return np.asarray(rows & np.asarray(indices.is_valid()))

@@ -14,7 +14,6 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from schemas.codec import MetricColumns, PoisonRecord
 from schemas.records.decode import decode_records
@@ -23,7 +22,6 @@ METRIC_COLUMNS: Final = (
     "project_id", "timestamp", "received_at", "method", "endpoint", "status_code",
     "latency_ms", "request_bytes", "response_bytes", "api_key", "batch_id", "batch_index",
 )
-_CODES: Final = pa.dictionary(pa.int32(), pa.string())
 
 I64s = npt.NDArray[np.int64]
 
@@ -71,24 +69,13 @@ class MetricArrays:
         )
 
 
-def unify(column: pa.ChunkedArray) -> pa.DictionaryArray:
-    """One dictionary for all chunks of a non-null dictionary column, int32 codes.
-
-    Each record brings its own small dictionary; concatenating them and encoding that
-    once dedupes every value of the poll in one C++ call.
-    """
-    chunks = column.chunks
-    if not chunks:
-        return pa.DictionaryArray.from_arrays(pa.array([], pa.int32()), pa.array([], pa.string()))
-    dictionaries = [c.dictionary for c in chunks]
-    sizes = np.fromiter(map(len, dictionaries), np.int64, len(chunks))
-    lengths = np.fromiter(map(len, chunks), np.int64, len(chunks))
-    encoded = pc.dictionary_encode(pa.concat_arrays(dictionaries))
-    remap = encoded.indices.to_numpy()
-    local = pa.concat_arrays([c.indices for c in chunks]).to_numpy(zero_copy_only=False)
-    offsets = np.repeat(np.cumsum(sizes) - sizes, lengths)
-    codes = remap[local.astype(np.int64) + offsets].astype(np.int32)
-    return pa.DictionaryArray.from_arrays(pa.array(codes), encoded.dictionary)
+def _codes(table: pa.Table, name: str) -> pa.DictionaryArray:
+    column = table.column(name)
+    if column.num_chunks == 1:
+        chunk: pa.DictionaryArray = column.chunk(0)
+        return chunk
+    combined: pa.DictionaryArray = column.combine_chunks()
+    return combined
 
 
 def _numbers(table: pa.Table, name: str) -> npt.NDArray[Any]:
@@ -103,11 +90,11 @@ def decode_metric_arrays(values: Sequence[bytes]) -> tuple[MetricArrays, list[Po
     decoded = decode_records(values, METRIC_COLUMNS)
     t = decoded.table
     arrays = MetricArrays(
-        project_id=unify(t.column("project_id")),
-        api_key=unify(t.column("api_key")),
-        endpoint=unify(t.column("endpoint")),
-        method=unify(t.column("method")),
-        batch_id=unify(t.column("batch_id")),
+        project_id=_codes(t, "project_id"),
+        api_key=_codes(t, "api_key"),
+        endpoint=_codes(t, "endpoint"),
+        method=_codes(t, "method"),
+        batch_id=_codes(t, "batch_id"),
         batch_index=_numbers(t, "batch_index").astype(np.int64, copy=False),
         timestamp_us=_numbers(t, "timestamp").astype(np.int64, copy=False),
         received_at_us=_numbers(t, "received_at").astype(np.int64, copy=False),

@@ -15,6 +15,7 @@ from schemas.codec import decode_metric_columns, encode_records
 from schemas.event import EventRecord
 from schemas.records import (
     CANONICAL_PREFIX,
+    DECODED_SCHEMA,
     EVENT_RECORD_V2_SCHEMA,
     FORMAT_KEY,
     SCHEMA_FILE,
@@ -133,7 +134,7 @@ def test_every_field_survives_the_round_trip(batch: list[EventRecord], n: int) -
                               "batch_id": "b-1", "batch_index": i})
                for i, r in enumerate(batch)]
     assert rows_as_records(decoded.table) == expected_order(stamped, n)
-    assert decoded.table.schema.equals(EVENT_RECORD_V2_SCHEMA, check_metadata=False)
+    assert decoded.table.schema.equals(DECODED_SCHEMA)
 
 
 @settings(max_examples=60, deadline=None)
@@ -351,7 +352,7 @@ def test_records_of_other_writers_are_read_field_by_field() -> None:
     ours = encode_event_records(batch, batch_id="b", partitioner=1)[0].value
     decoded = decode_records([value, ours])
     assert decoded.poison == []
-    assert decoded.table.schema.equals(EVENT_RECORD_V2_SCHEMA, check_metadata=False)
+    assert decoded.table.schema.equals(DECODED_SCHEMA)
     assert rows_as_records(decoded.table) == rows_as_records(t) * 2
 
 
