@@ -45,6 +45,15 @@ _OPTIONAL: Final = {"ip": pa.string(), "user_agent": _CODES, "country": _CODES,
                     "function": _CODES, "tags": _TAGS}
 
 I64s = npt.NDArray[np.int64]
+_PLAIN: Final = tuple(f.name for f in EVENT_RECORD_V2_SCHEMA if f.name not in DICTIONARY_COLUMNS)
+# Where each v2 column of a record comes from: a plain column (by index), a re-coded
+# dictionary column (by name), or the batch id.
+_SOURCES: Final = tuple(
+    ("plain", f.name, _PLAIN.index(f.name)) if f.name in _PLAIN
+    else ("batch", f.name, 0) if f.name == "batch_id" else ("coded", f.name, 0)
+    for f in EVENT_RECORD_V2_SCHEMA
+)
+_ZEROS: Final = pa.array(np.zeros(MAX_EVENTS_PER_RECORD, dtype=np.int16))
 # Keys → partition per key. ``KeyPartitioner`` (or a partition count) in production; the
 # benchmark passes one that gives each key its own group, to measure per-key records.
 Partitioner = Callable[[Sequence[bytes]], npt.NDArray[np.int32]]
@@ -146,8 +155,10 @@ def _codes(values: Any) -> tuple[npt.NDArray[np.int32], pa.Array]:
     arr = _one_chunk(values, _CODES)
     if not pa.types.is_dictionary(arr.type):
         arr = pc.dictionary_encode(arr.cast(pa.string()))
-    codes = pc.fill_null(arr.indices, -1).to_numpy(zero_copy_only=False).astype(np.int32)
-    return codes, arr.dictionary.cast(pa.string())
+    indices = arr.indices if arr.indices.null_count == 0 else pc.fill_null(arr.indices, -1)
+    codes = indices.to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
+    dictionary = arr.dictionary
+    return codes, dictionary if dictionary.type == pa.string() else dictionary.cast(pa.string())
 
 
 def _normalise(columns: Mapping[str, Any], n: int) -> dict[str, Any]:
@@ -227,22 +238,31 @@ def _row_bytes(cols: dict[str, Any], n: int) -> I64s:
 
 def _local_dictionaries(
     codes: npt.NDArray[np.int32], dictionary: pa.Array, record_of_row: I64s, records: int,
-) -> tuple[pa.Array, pa.Array, I64s]:
+) -> tuple[pa.Array, pa.Array, list[int]]:
     """Re-code a dictionary column per record (rows already in record order).
 
     Returns the int16 indices of all rows (null where the value is), every record's
-    dictionary values back to back, and where each record's values start.
+    dictionary values back to back, and where each record's values start. The used
+    (record, code) pairs are found with a presence map, no sort, when that map is small.
     """
     valid = codes >= 0
     width = len(dictionary) + 1
     composite = record_of_row[valid] * width + codes[valid]
-    distinct, inverse = np.unique(composite, return_inverse=True)
+    if records * width <= 1 << 16:
+        present = np.zeros(records * width, dtype=bool)
+        present[composite] = True
+        distinct = np.flatnonzero(present)
+        rank = np.zeros(records * width, dtype=np.int32)
+        rank[distinct] = np.arange(len(distinct))
+        inverse = rank[composite]
+    else:
+        distinct, inverse = np.unique(composite, return_inverse=True)
     starts = np.searchsorted(distinct // width, np.arange(records + 1))
     local = np.zeros(len(codes), dtype=np.int16)
     local[valid] = inverse - starts[record_of_row[valid]]
     indices = pa.array(local, mask=None if valid.all() else ~valid)
     values = dictionary.take(pa.array(distinct % width))
-    return indices, values, starts.astype(np.int64)
+    return indices, values, starts.tolist()
 
 
 def encode_columns(
@@ -278,11 +298,17 @@ def encode_columns(
     a_codes, a_dict = cols["api_key"]
     if (p_codes < 0).any() or (a_codes < 0).any():
         raise ValueError("project_id and api_key must not be null")
-    pair = p_codes.astype(np.int64) * len(a_dict) + a_codes
-    distinct, inverse = np.unique(pair, return_inverse=True)
-    projects = p_dict.take(pa.array(distinct // len(a_dict))).to_pylist()
-    api_keys = a_dict.take(pa.array(distinct % len(a_dict))).to_pylist()
-    keys = [f"{p}:{a}".encode() for p, a in zip(projects, api_keys, strict=True)]
+    inverse: I64s
+    if len(p_dict) == 1:  # one HTTP batch is one project: the api_key codes are the keys
+        project = p_dict[0].as_py()
+        keys = [f"{project}:{a}".encode() for a in a_dict.to_pylist()]
+        inverse = a_codes.astype(np.int64)
+    else:
+        pair = p_codes.astype(np.int64) * len(a_dict) + a_codes
+        distinct, inverse = np.unique(pair, return_inverse=True)
+        projects = p_dict.take(pa.array(distinct // len(a_dict))).to_pylist()
+        api_keys = a_dict.take(pa.array(distinct % len(a_dict))).to_pylist()
+        keys = [f"{p}:{a}".encode() for p, a in zip(projects, api_keys, strict=True)]
     row_partition = partitioner(keys)[inverse]
 
     plain_bytes = sum(a.get_total_buffer_size() for name, a in cols.items()
@@ -292,38 +318,32 @@ def encode_columns(
     ends = np.r_[starts[1:], n]
     lengths = ends - starts
     record_of_row = np.repeat(np.arange(len(starts)), lengths)
-    take = None if bool((order[1:] > order[:-1]).all()) else pa.array(order)
 
-    per_column: list[tuple[str, Any]] = []
-    for field in EVENT_RECORD_V2_SCHEMA:
-        name = field.name
-        if name == _BATCH_ID_COL:
-            per_column.append((name, None))
-        elif name in DICTIONARY_COLUMNS:
-            codes, dictionary = cols[name]
-            per_column.append(
-                (name, _local_dictionaries(codes[order], dictionary, record_of_row,
-                                           len(starts))))
-        else:
-            per_column.append((name, cols[name] if take is None else cols[name].take(take)))
+    plain = pa.RecordBatch.from_arrays([cols[name] for name in _PLAIN], names=list(_PLAIN))
+    if not bool((order[1:] > order[:-1]).all()):
+        plain = plain.take(pa.array(order))
+    coded = {name: _local_dictionaries(cols[name][0][order], cols[name][1], record_of_row,
+                                       len(starts))
+             for name in DICTIONARY_COLUMNS if name != _BATCH_ID_COL}
     batch_ids = pa.DictionaryArray.from_arrays(
-        pa.array(np.zeros(int(lengths.max()), dtype=np.int16)), pa.array([batch_id]))
+        _ZEROS.slice(0, int(lengths.max())), pa.array([batch_id]))
 
     out: list[V2Record] = []
     first_keys = inverse[order[starts]].tolist()
     parts = row_partition[order[starts]].tolist()
     for r, (s, length) in enumerate(zip(starts.tolist(), lengths.tolist(), strict=True)):
+        plain_columns = plain.slice(s, length).columns
         arrays: list[pa.Array] = []
-        for _name, data in per_column:
-            if data is None:
-                arrays.append(batch_ids.slice(0, length))
-            elif isinstance(data, tuple):
-                indices, values, value_starts = data
-                a, b = int(value_starts[r]), int(value_starts[r + 1])
+        for kind, name, index in _SOURCES:
+            if kind == "plain":
+                arrays.append(plain_columns[index])
+            elif kind == "coded":
+                indices, values, value_starts = coded[name]
+                a, b = value_starts[r], value_starts[r + 1]
                 arrays.append(pa.DictionaryArray.from_arrays(
-                    indices.slice(s, length), values.slice(a, b - a)))
+                    indices.slice(s, length), values.slice(a, b - a), safe=False))
             else:
-                arrays.append(data.slice(s, length))
+                arrays.append(batch_ids.slice(0, length))
         batch = pa.RecordBatch.from_arrays(arrays, schema=EVENT_RECORD_V2_SCHEMA)
         out.append(V2Record(partition=parts[r], key=keys[first_keys[r]],
                             value=write_record(batch), events=length))
