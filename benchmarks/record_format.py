@@ -37,6 +37,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from schemas.codec import decode_metric_columns, decode_records, encode_records, record_key
 from schemas.event import EventRecord
 from schemas.records import (
+    CANONICAL_PREFIX,
     KeyPartitioner,
     decode_metric_arrays,
     encode_columns,
@@ -85,13 +86,17 @@ def per_key(keys: Sequence[bytes]) -> np.ndarray:
 
 
 def timed(fn: Callable[[], Any], runs: int) -> float:
-    """Median seconds of ``runs`` calls (after one warm-up)."""
+    """Median CPU seconds of ``runs`` calls (after one warm-up).
+
+    CPU time of this process, not wall time: on a machine shared with other jobs the
+    wall clock mostly measures the wait for a core.
+    """
     fn()
     times = []
     for _ in range(runs):
-        started = time.perf_counter()
+        started = time.process_time()
         fn()
-        times.append(time.perf_counter() - started)
+        times.append(time.process_time() - started)
     return statistics.median(times)
 
 
@@ -118,34 +123,34 @@ def codec_figures(batches: list[tuple[str, list[EventRecord]]], runs: int) -> di
 
     fig: dict[str, Any] = {"events": events, "http_batch_events": BATCH,
                            "partitions": PARTITIONS}
-    fig["v1_encode_us_per_event"] = us_per_event(timed(
+    fig["v1_encode_cpu_us_per_event"] = us_per_event(timed(
         lambda: [encode_records(b) for _, b in batches], runs), events)
-    fig["v2_encode_from_event_records_us_per_event"] = us_per_event(timed(
+    fig["v2_encode_from_event_records_cpu_us_per_event"] = us_per_event(timed(
         lambda: [encode_event_records(b, batch_id=bid, partitioner=part)
                  for bid, b in batches], runs), events)
-    fig["v2_encode_from_columns_us_per_event"] = us_per_event(timed(
+    fig["v2_encode_from_columns_cpu_us_per_event"] = us_per_event(timed(
         lambda: [encode_columns(c, batch_id=bid, partitioner=part) for bid, c in columns],
         runs), events)
-    fig["v2_columns_from_event_records_us_per_event"] = us_per_event(timed(
+    fig["v2_columns_from_event_records_cpu_us_per_event"] = us_per_event(timed(
         lambda: [event_record_columns(b) for _, b in batches], runs), events)
-    fig["v2_per_key_encode_us_per_event"] = us_per_event(timed(
+    fig["v2_per_key_encode_cpu_us_per_event"] = us_per_event(timed(
         lambda: [encode_event_records(b, batch_id=bid, partitioner=per_key)
                  for bid, b in batches], runs), events)
 
-    fig["v1_decode_metric_columns_us_per_event"] = us_per_event(timed(
+    fig["v1_decode_metric_columns_cpu_us_per_event"] = us_per_event(timed(
         lambda: decode_metric_columns(flat_v1), runs), events)
-    fig["v1_decode_records_us_per_event"] = us_per_event(timed(
+    fig["v1_decode_records_cpu_us_per_event"] = us_per_event(timed(
         lambda: decode_records(flat_v1), runs), events)
-    fig["v2_decode_metric_arrays_us_per_event"] = us_per_event(timed(
+    fig["v2_decode_metric_arrays_cpu_us_per_event"] = us_per_event(timed(
         lambda: decode_metric_arrays(v2_values), runs), events)
-    fig["v2_decode_table_us_per_event"] = us_per_event(timed(
+    fig["v2_decode_table_cpu_us_per_event"] = us_per_event(timed(
         lambda: decode_v2(v2_values), runs), events)
     arrays, _ = decode_metric_arrays(v2_values)
-    fig["v2_to_metric_columns_bridge_us_per_event"] = us_per_event(timed(
+    fig["v2_to_metric_columns_bridge_cpu_us_per_event"] = us_per_event(timed(
         arrays.to_metric_columns, runs), events)
-    fig["v2_per_key_decode_metric_arrays_us_per_event"] = us_per_event(timed(
+    fig["v2_per_key_decode_metric_arrays_cpu_us_per_event"] = us_per_event(timed(
         lambda: decode_metric_arrays(v2_key_values), runs), events)
-    fig["v2_per_key_decode_table_us_per_event"] = us_per_event(timed(
+    fig["v2_per_key_decode_table_cpu_us_per_event"] = us_per_event(timed(
         lambda: decode_v2(v2_key_values), runs), events)
 
     fig["v2_records_per_http_batch"] = round(len(v2_values) / len(batches), 1)
@@ -183,21 +188,50 @@ def batch_id_variants(batches: list[tuple[str, list[EventRecord]]], runs: int
             meta_values.append(_ipc(table, schema))
     events = sum(len(b) for _, b in batches)
 
+    eos = b"\xff\xff\xff\xff\x00\x00\x00\x00"
+    cut = len(CANONICAL_PREFIX)
+
+    def read_column() -> tuple[pa.Table, pa.ChunkedArray]:
+        """Identical schema messages: splice the poll, read it in one call."""
+        spliced = b"".join([CANONICAL_PREFIX, *(memoryview(v)[cut:-8] for v in column_values),
+                            eos])
+        table = pa.ipc.open_stream(spliced).read_all()
+        return table, table.column("batch_id")
+
+    def batch_ids(ids: list[str], rows: np.ndarray) -> pa.DictionaryArray:
+        return pa.DictionaryArray.from_arrays(
+            pa.array(np.repeat(np.arange(len(ids), dtype=np.int32), rows)), pa.array(ids))
+
     def read_metadata() -> tuple[pa.Table, pa.DictionaryArray]:
+        """Schemas differ by their metadata: one stream per record."""
         tables, ids = [], []
-        for value in meta_values:  # differing schemas: no splicing, one stream per record
+        for value in meta_values:
             reader = pa.ipc.open_stream(value)
             tables.append(reader.read_all())
             ids.append(reader.schema.metadata[b"turnstile.batch_id"].decode())
         rows = np.fromiter((t.num_rows for t in tables), np.int64, len(tables))
-        batch_ids = pa.DictionaryArray.from_arrays(
-            pa.array(np.repeat(np.arange(len(ids), dtype=np.int32), rows)), pa.array(ids))
-        return pa.concat_tables(tables), batch_ids
+        return pa.concat_tables(tables), batch_ids(ids, rows)
+
+    def read_metadata_spliced() -> tuple[pa.Table, pa.DictionaryArray]:
+        """Best case for metadata: parse each schema message, splice the rest."""
+        ids, bodies = [], []
+        for value in meta_values:
+            end = 8 + int.from_bytes(value[4:8], "little")
+            schema = pa.ipc.read_schema(pa.py_buffer(value[:end]))
+            ids.append(schema.metadata[b"turnstile.batch_id"].decode())
+            bodies.append(memoryview(value)[end:-8])
+        first = meta_values[0][:8 + int.from_bytes(meta_values[0][4:8], "little")]
+        batches = list(pa.ipc.open_stream(b"".join([first, *bodies, eos])))
+        rows = np.fromiter((b.num_rows for b in batches), np.int64, len(batches))
+        return pa.Table.from_batches(batches), batch_ids(ids, rows)
 
     return {
-        "batch_id_column_read_us_per_event": us_per_event(
-            timed(lambda: decode_v2(column_values), runs), events),
-        "batch_id_metadata_read_us_per_event": us_per_event(timed(read_metadata, runs), events),
+        "batch_id_column_read_cpu_us_per_event": us_per_event(
+            timed(read_column, runs), events),
+        "batch_id_metadata_read_cpu_us_per_event": us_per_event(
+            timed(read_metadata, runs), events),
+        "batch_id_metadata_spliced_read_cpu_us_per_event": us_per_event(
+            timed(read_metadata_spliced, runs), events),
         "batch_id_column_lz4_bytes_per_event": round(
             sum(compressed(v, "lz4") for v in column_values) / events, 2),
         "batch_id_metadata_lz4_bytes_per_event": round(
@@ -239,14 +273,16 @@ def size_figures(rng: random.Random) -> dict[str, Any]:
     return out
 
 
-def produce(bootstrap: str, topic: str, items: list[tuple[bytes, bytes, int]]) -> float:
-    """Seconds to produce (idempotent, acks=all, lz4) and have every record acknowledged."""
+def produce(bootstrap: str, topic: str, items: list[tuple[bytes, bytes, int]]
+            ) -> tuple[float, float]:
+    """Wall and CPU seconds (this process, librdkafka's threads included) to produce
+    (idempotent, acks=all, lz4) and have every record acknowledged."""
     producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
                          "acks": "all", "compression.type": "lz4", "linger.ms": 5,
                          "batch.size": 1_000_000, "queue.buffering.max.messages": 2_000_000,
                          "queue.buffering.max.kbytes": 2_000_000})
     produce_one = producer.produce
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for key, value, partition in items:
         while True:
             try:
@@ -256,28 +292,29 @@ def produce(bootstrap: str, topic: str, items: list[tuple[bytes, bytes, int]]) -
                 producer.poll(0.01)
     if producer.flush(60) != 0:
         raise SystemExit("records left undelivered")
-    return time.perf_counter() - started
+    return time.perf_counter() - started, time.process_time() - cpu
 
 
 def consume(bootstrap: str, topic: str, records: int, decode: Callable[[list[bytes]], Any]
-            ) -> float:
-    """Seconds for one consumer to read ``records`` (and decode each poll), from the start."""
+            ) -> tuple[float, float]:
+    """Wall and CPU seconds for one consumer to read ``records`` (and decode each poll)."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex,
                          "enable.auto.commit": False, "fetch.max.bytes": 64 * 2**20,
                          "max.partition.fetch.bytes": 16 * 2**20})
-    consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
+    start = [TopicPartition(topic, p, 0) for p in range(PARTITIONS)]
+    consumer.assign(start)
+    while not consumer.consume(1, 1.0):  # connected and fetching: rewind, then time
+        pass
+    consumer.assign(start)
     got = 0
-    started = None
+    started, cpu = time.perf_counter(), time.process_time()
     while got < records:
-        batch = consumer.consume(10_000, 1.0)
-        if batch and started is None:
-            started = time.perf_counter()
-        values = [m.value() for m in batch if m.error() is None]
+        values = [m.value() for m in consumer.consume(10_000, 1.0) if m.error() is None]
         decode(values)
         got += len(values)
-    elapsed = time.perf_counter() - (started or time.perf_counter())
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     consumer.close()
-    return elapsed
+    return elapsed, cpu
 
 
 def broker_figures(batches: list[tuple[str, list[EventRecord]]], target: int, runs: int
@@ -296,9 +333,9 @@ def broker_figures(batches: list[tuple[str, list[EventRecord]]], target: int, ru
     out: dict[str, Any] = {}
     try:
         broker.start(timeout=120)
-        rates: dict[str, list[float]] = {k: [] for k in (
-            "v1_produce", "v2_produce", "v1_consume_decode", "v2_consume_decode",
-            "v1_consume_only", "v2_consume_only")}
+        kinds = ("produce", "consume_decode", "consume_only")
+        rates: dict[str, list[float]] = {f"{v}_{k}": [] for v in ("v1", "v2") for k in kinds}
+        cpus: dict[str, list[float]] = {name: [] for name in rates}
         for run in range(runs):
             for name, items, rounds, decode in (
                     ("v1", v1_items, v1_rounds, decode_metric_columns),
@@ -306,17 +343,19 @@ def broker_figures(batches: list[tuple[str, list[EventRecord]]], target: int, ru
                 topic = f"bench.format.{name}.{run}.{uuid.uuid4().hex[:6]}"
                 ensure_topic(broker.bootstrap, topic, PARTITIONS)
                 events = per_round * rounds
-                rates[f"{name}_produce"].append(
-                    events / produce(broker.bootstrap, topic, items * rounds))
                 count = len(items) * rounds
-                rates[f"{name}_consume_decode"].append(
-                    events / consume(broker.bootstrap, topic, count, decode))
-                rates[f"{name}_consume_only"].append(
-                    events / consume(broker.bootstrap, topic, count, lambda v: None))
+                for kind, (wall, cpu) in (
+                        ("produce", produce(broker.bootstrap, topic, items * rounds)),
+                        ("consume_decode", consume(broker.bootstrap, topic, count, decode)),
+                        ("consume_only", consume(broker.bootstrap, topic, count,
+                                                 lambda v: None))):
+                    rates[f"{name}_{kind}"].append(events / wall)
+                    cpus[f"{name}_{kind}"].append(cpu / events * 1e6)
         for name, values in rates.items():
             out[f"{name}_events_per_s"] = round(statistics.median(values))
+            out[f"{name}_client_cpu_us_per_event"] = round(statistics.median(cpus[name]), 3)
             out[f"all_{name}_events_per_s"] = [round(v) for v in values]
-        for kind in ("produce", "consume_decode", "consume_only"):
+        for kind in kinds:
             out[f"{kind}_ratio_v2_vs_v1"] = round(
                 out[f"v2_{kind}_events_per_s"] / out[f"v1_{kind}_events_per_s"], 1)
         out["broker_v1_events_per_run"] = per_round * v1_rounds
@@ -334,13 +373,13 @@ def load() -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--broker-events", type=int, default=600_000)
+    parser.add_argument("--broker-events", type=int, default=400_000)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     started = time.perf_counter()
     load_before = load()
     rng = random.Random(13)
-    batches = [http_batch(rng, BATCH) for _ in range(60)]
+    batches = [http_batch(rng, BATCH) for _ in range(40)]
     codec = codec_figures(batches, args.runs)
     sizes = size_figures(rng)
     broker = broker_figures(batches, args.broker_events, args.runs)

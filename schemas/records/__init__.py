@@ -13,7 +13,6 @@ from schemas.records.decode import (
     InvalidRecord,
     decode_records,
     read_record,
-    unify,
 )
 from schemas.records.encode import (
     KeyPartitioner,
@@ -57,6 +56,5 @@ __all__ = [
     "murmur2",
     "partitions_for",
     "read_record",
-    "unify",
     "write_record",
 ]

@@ -373,3 +373,20 @@ def test_committed_schema_file_matches_the_code() -> None:
 def test_v2_record_is_a_plain_value() -> None:
     record = V2Record(partition=1, key=b"p:k", value=b"", events=0)
     assert record.partition == 1 and record.key == b"p:k"
+
+
+def test_a_poll_with_more_distinct_values_than_int16_holds_decodes() -> None:
+    values = []
+    for b in range(34):  # 34,000 distinct api_keys in one poll, 1,000 per record
+        n = 1000
+        values += [r.value for r in encode_columns({
+            "event_id": [f"e{b}-{i}" for i in range(n)], "project_id": ["p"] * n,
+            "timestamp": [BASE_US] * n, "received_at": [BASE_US] * n, "method": ["GET"] * n,
+            "path": ["/"] * n, "endpoint": ["/"] * n, "status_code": [200] * n,
+            "latency_ms": [1.0] * n, "api_key": [f"k{b}-{i}" for i in range(n)],
+        }, batch_id=f"b{b}", partitioner=1)]
+    arrays, poison = decode_metric_arrays(values)
+    assert poison == [] and len(arrays) == 34_000
+    assert len(arrays.api_key.dictionary) == 34_000
+    assert arrays.api_key.type == pa.dictionary(pa.int32(), pa.string())
+    assert arrays.api_key[33_999].as_py() == "k33-999"
