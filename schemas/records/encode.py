@@ -1,10 +1,11 @@
 """Events of one HTTP batch → format v2 Kafka records (Arrow IPC streams), by partition.
 
 Grouping: one record per partition the batch touches (split further only when a group is
-larger than ``max_events`` or ``max_bytes``). Per key group would give one record per
-distinct ``api_key`` of the batch, and a record costs a fixed ~2 µs per column to read
-and write, so small records lose (``benchmarks/record_format.py`` measures both). Within
-a record events keep their order in the batch, so every key's events stay in order.
+larger than ``max_events`` or ``max_bytes``). Per key group gives one record per distinct
+``api_key`` of the batch (66 instead of 12 for a realistic batch of 1,000), and a record
+has a fixed cost (its schema message, ~1-2 µs per column to write and read): measured
+3.3x the encoding and 6x the decoding CPU per event (``benchmarks/record_format.py``).
+Within a record events keep their order in the batch, so every key's events stay in order.
 
 The partition of an event is the one Kafka's default partitioner gives its key
 ``project_id:api_key``; a record's Kafka key is the key of its first event, which maps to
