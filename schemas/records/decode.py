@@ -4,7 +4,8 @@ Every record our encoder writes starts with the same schema message, byte for by
 records of a poll that do are spliced into one IPC stream (their schema messages and end
 markers cut off; each record's dictionaries then replace the previous one's, as the stream
 format allows) and read by one C++ call. Records written otherwise (another Arrow library,
-other field order) are read one by one and checked field by field. Whatever fails, in
+other field order, possibly another pyarrow version) are read one by one and checked
+field by field: correct, only slower. Whatever fails, in
 either path, becomes a ``PoisonRecord`` (position and reason); this module never raises
 for a bad record in a batch.
 

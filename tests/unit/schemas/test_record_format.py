@@ -370,9 +370,29 @@ def test_committed_schema_file_matches_the_code() -> None:
     assert load_schema_file().equals(EVENT_RECORD_V2_SCHEMA, check_metadata=True)
 
 
-def test_v2_record_is_a_plain_value() -> None:
-    record = V2Record(partition=1, key=b"p:k", value=b"", events=0)
-    assert record.partition == 1 and record.key == b"p:k"
+def test_a_record_of_several_batches_is_read_whole() -> None:
+    """Another writer may put two record batches in one stream; the splice cannot tell."""
+    t = _table(make_batch(40, keys=1))
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, EVENT_RECORD_V2_SCHEMA) as writer:
+        for batch in t.combine_chunks().to_batches(max_chunksize=15):
+            writer.write_batch(batch)
+    two = sink.getvalue().to_pybytes()
+    assert two.startswith(CANONICAL_PREFIX)
+    ours = encode_event_records(make_batch(10, seed=2), batch_id="b", partitioner=1)[0].value
+    decoded = decode_records([two, ours])
+    assert decoded.poison == [] and decoded.rows.tolist() == [40, 10]
+    assert decoded.row_positions().tolist() == [0] * 40 + [1] * 10
+
+
+def test_public_names_are_the_package_all() -> None:
+    import schemas.records as records
+
+    submodules = {"decode", "encode", "metrics", "schema"}
+    public = {n for n in dir(records) if not n.startswith("_")} - submodules
+    assert public == set(records.__all__)
+    assert all(hasattr(records, n) for n in records.__all__)
+    assert V2Record.__slots__
 
 
 def test_a_poll_with_more_distinct_values_than_int16_holds_decodes() -> None:
