@@ -90,11 +90,11 @@ class GroundTruth:
     def load(cls, path: Path) -> GroundTruth:
         if path.suffix == ".parquet":
             table = pq.read_table(path)
-            meta = json.loads((table.schema.metadata or {})[_META_KEY])
+            meta = json.loads((table.schema.metadata or {}).get(_META_KEY, b"{}"))
             rows = [list(r.values()) for r in table.to_pylist()]
         else:
             meta = json.loads(path.read_text())
-            rows = meta["counts"]["rows"]
+            rows = meta.get("counts", {}).get("rows", [])
         if meta.get("format") != FORMAT:
             raise ValueError(f"{path}: not a {FORMAT} file")
         return cls(
