@@ -31,34 +31,47 @@ from tests.integration.truth_fixtures import (
     stream_counts,
     stream_percentiles,
 )
-from turnstile_cli.loadgen import DirectSender, TrafficSpec, generate, ground_truth
+from turnstile_cli.loadgen import (
+    DirectSender,
+    TrafficSpec,
+    generate,
+    ground_truth,
+    send_via_agent,
+)
 
 PARTITIONS = 3
-EVENTS = 150_000
 # tdigest (compression 200) merged over minute windows, against exact quantiles of all
 # events (the stream lacks the late-beyond 1 %): p50/p95 are close, p99 a little looser.
 PERCENTILE_TOLERANCE = (0.02, 0.03, 0.05)
-MIN_EVENTS_FOR_PERCENTILES = 5_000
+MIN_EVENTS_FOR_PERCENTILES = 3_000
+# (sender, events, endpoints whose percentiles are checked at least): straight to the
+# gateway in gzip'd batches of 1,000, four in flight; or through agent.Sender.
+RUNS = {"direct": (100_000, 6), "agent": (20_000, 1)}
 
 
-@pytest.fixture
-def run(stack, db, fresh_topic, tmp_path):
-    """Generate, send through the gateway, run both layers and billing; yield what is needed."""
+@pytest.fixture(params=sorted(RUNS))
+def run(request, stack, db, fresh_topic, tmp_path):
+    """Generate, send through the gateway, run both layers and billing; return the lot."""
+    via = request.param
+    events, min_checked = RUNS[via]
     day = (datetime.now(UTC) - timedelta(days=2)).date()
     tag = uuid.uuid4().hex[:8]
     projects = (f"truth-{tag}-shop", f"truth-{tag}-maps")
     keys = create_projects(db, projects)
     topic = fresh_topic(PARTITIONS, prefix="truth")
     spec = TrafficSpec(
-        seed=20261202, events=EVENTS, events_per_s=120.0,
+        seed=20261202, events=events, events_per_s=120.0,
         start_us=int(datetime.combine(day, time(10), UTC).timestamp()) * 1_000_000,
         projects=projects, consumers=80, duplicate_rate=0.01, late_rate=0.02,
-        beyond_share=0.5, in_flight=4, run_id=f"t{tag}",
+        beyond_share=0.5, in_flight=4 if via == "direct" else 1, run_id=f"t{tag}",
     )
     traffic = generate(spec)
-    truth = ground_truth(traffic)
     with running_gateway(stack.kafka_bootstrap, stack.database_url, topic) as gateway:
-        report = DirectSender(gateway.url, keys).send(traffic)
+        if via == "direct":
+            report = DirectSender(gateway.url, keys).send(traffic)
+        else:
+            report = send_via_agent(traffic, gateway.url, keys)
+    truth = ground_truth(traffic, report.duplicate_batch_ids)
     speed = SpeedSettings(
         kafka=KafkaSettings(bootstrap=stack.kafka_bootstrap, events_topic=topic,
                             dead_letter_topic=fresh_topic(1, prefix="truth-dlq"),
@@ -76,15 +89,15 @@ def run(stack, db, fresh_topic, tmp_path):
         run_main(build_flow(speed))
         drained.result()
     result = run_day(lake_settings, lake, db, day)
-    return day, projects, traffic, truth, report, result
+    return day, projects, traffic, truth, report, result, min_checked
 
 
 def test_every_layer_equals_the_ground_truth(db, run):
-    day, projects, traffic, truth, report, result = run
+    day, projects, traffic, truth, report, result, min_checked = run
     s = truth.summary
-    assert s["late_within_lateness"] > 1000 and s["late_beyond_lateness"] > 1000
-    assert len(truth.duplicate_batch_ids) >= 1
-    assert report.requests == traffic.batches + len(truth.duplicate_batch_ids)
+    assert s["late_within_lateness"] > 0.006 * s["events"] < s["late_beyond_lateness"]
+    assert len(truth.duplicate_batch_ids) == len(traffic.duplicated_batches) >= 1
+    assert report.events == len(traffic)
 
     # billing: exact, per (project, api_key, day), duplicates removed, late events counted
     want_billing = truth.requests_per_key_day()
@@ -100,7 +113,10 @@ def test_every_layer_equals_the_ground_truth(db, run):
         assert (e, se, b_in, b_out) == (errors[key], server_errors[key], bytes_in[key],
                                         bytes_out[key]), key
     dup_rows = [r for b in traffic.duplicated_batches for r in traffic.rows_of(b).tolist()]
-    assert result.duplicates_removed == len(dup_rows) > 0
+    # A gateway 503 after a partial publish adds copies of its own (the sender retried).
+    exact_copies = report.retries == 0
+    assert result.duplicates_removed >= len(dup_rows) > 0
+    assert result.duplicates_removed == len(dup_rows) or not exact_copies
 
     # the stream: every request except the late-beyond ones, which late_events holds
     assert stream_counts(db, projects, day) == truth.stream_counts()
@@ -117,7 +133,7 @@ def test_every_layer_equals_the_ground_truth(db, run):
                                            PERCENTILE_TOLERANCE, strict=True):
             assert abs(got / want - 1) <= tolerance, (key, q, got, want)
         checked += 1
-    assert checked >= 6
+    assert checked >= min_checked
 
     # reconciliation explains every difference, and only the late ones differ
     rec = reconciliation(db, projects, day)
@@ -131,6 +147,6 @@ def test_every_layer_equals_the_ground_truth(db, run):
         assert row["unexplained"] == 0, (key, row)
         assert row["batch_count"] == want_billing[(*key, day.isoformat())]
         assert row["difference"] == row["late_beyond_lateness"] == late_per_key[key], key
-        assert row["duplicates_removed"] == dups_per_key[key], key
+        assert row["duplicates_removed"] == dups_per_key[key] or not exact_copies, key
         assert row["duplicates_in_stream"] == 0
         assert row["status"] == ("explained" if late_per_key[key] else "ok")
