@@ -17,7 +17,8 @@ completed (202: all its records are in Kafka):
   timestamp no older than that minus ``L`` is within the lateness, whatever the mix.
 
 Late events that cannot be placed with certainty (a consumer's very first events) stay on
-time, so the ground truth is exact rather than nearly right.
+time, so the ground truth is exact rather than nearly right. The second bound assumes the
+topic holds no newer event times than this run's (a fresh topic, or traffic from before).
 """
 
 from __future__ import annotations

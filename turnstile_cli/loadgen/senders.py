@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import httpx
 import orjson
 
-from agent.sender import BATCH_ID_HEADER
+from agent.sender import BATCH_ID_HEADER, Transport
 from agent.transport import BATCH_PATH, HttpResponse
 from turnstile_cli.loadgen.bodies import encode_bodies, event_dicts
 from turnstile_cli.loadgen.generator import Traffic
@@ -93,6 +93,7 @@ class DirectSender:
 
     def send(self, traffic: Traffic, rate: float | None = None) -> SendReport:
         keys = _keys_for(traffic, self.write_keys)
+        self._retries = 0
         c = traffic.spec.in_flight
         sends = traffic.sends.tolist()
         copies_left = Counter(sends)
@@ -165,7 +166,7 @@ class DuplicatingTransport:
     losing the first answer, so the retry carries the same body and batch id.
     """
 
-    def __init__(self, inner: object) -> None:
+    def __init__(self, inner: Transport) -> None:
         self.inner = inner
         self.armed = False
         self.duplicated: list[str] = []
@@ -174,15 +175,15 @@ class DuplicatingTransport:
         self.armed = True
 
     def post(self, body: bytes, headers: dict[str, str]) -> HttpResponse:
-        response: HttpResponse = self.inner.post(body, headers)  # type: ignore[attr-defined]
+        response = self.inner.post(body, headers)
         if self.armed and 200 <= response.status < 300:
             self.armed = False
             self.duplicated.append(headers[BATCH_ID_HEADER])
-            response = self.inner.post(body, headers)  # type: ignore[attr-defined]
+            response = self.inner.post(body, headers)
         return response
 
     def close(self) -> None:
-        self.inner.close()  # type: ignore[attr-defined]
+        self.inner.close()
 
 
 def send_via_agent(traffic: Traffic, url: str, write_keys: Mapping[str, str],

@@ -15,7 +15,7 @@ counts as the table, the rest as JSON in the file's metadata).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -150,15 +150,16 @@ def ground_truth(traffic: Traffic, duplicate_batch_ids: list[str] | None = None
         late_beyond=_late_beyond(traffic),
         duplicate_batch_ids=(duplicate_batch_ids if duplicate_batch_ids is not None
                              else [traffic.batch_ids[b] for b in traffic.duplicated_batches]),
-        summary={
+        summary=json.loads(json.dumps({  # as it reads back from the file
             "events": len(traffic), "batches": traffic.batches,
             "late_within_lateness": int((traffic.late == LATE_WITHIN).sum()),
             "late_beyond_lateness": int((traffic.late == LATE_BEYOND).sum()),
             "seed": spec.seed, "run_id": spec.id_prefix, "projects": list(spec.projects),
             "first_timestamp_ms": int(traffic.timestamp_ms.min()),
             "last_timestamp_ms": int(traffic.timestamp_ms.max()),
-            "allowed_lateness_s": spec.allowed_lateness_s,
-        },
+            "spec": {k: v for k, v in asdict(spec).items() if k != "endpoints"},
+            "endpoints": [asdict(e) for e in spec.endpoints],
+        })),
     )
 
 
