@@ -237,6 +237,9 @@ class Sender:
         delay = backoff_delay(batch.attempts, self.settings.backoff_base_s,
                               self.settings.backoff_max_s,
                               response.retry_after_s if response is not None else None)
+        # The last attempt starts at the deadline, not after it: the speed layer remembers
+        # a batch id only that long (schemas.retries).
+        delay = min(delay, batch.first_try + self.settings.max_retry_s - now)
         batch.attempts += 1
         with self._lock:
             self._counts["retries"] += 1

@@ -9,6 +9,8 @@ from __future__ import annotations
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas.retries import AGENT_MAX_RETRY_S
+
 
 class AgentSettings(BaseSettings):
     """Batching, buffering and retry knobs of the in-process sender."""
@@ -28,6 +30,7 @@ class AgentSettings(BaseSettings):
     backoff_base_s: float = Field(default=0.5, gt=0)
     backoff_max_s: float = Field(default=30.0, gt=0)
     # A batch still unsent after this long is dropped (and counted), so one outage cannot
-    # pin the sender to one batch forever; the queue behind it is bounded anyway.
-    max_retry_s: float = Field(default=600.0, gt=0)
+    # pin the sender to one batch forever; the queue behind it is bounded anyway. Never
+    # above the speed layer's dedupe horizon (schemas.retries), or a late retry counts twice.
+    max_retry_s: float = Field(default=AGENT_MAX_RETRY_S, gt=0, le=AGENT_MAX_RETRY_S)
     shutdown_timeout_s: float = Field(default=5.0, ge=0)

@@ -162,6 +162,7 @@ def shard_builder(settings: SpeedSettings,
                 allowed_lateness_us=settings.allowed_lateness_us,
                 compression=settings.digest_compression,
                 attempt_window_ms=settings.dedupe_attempt_window_ms,
+                dedupe_horizon_ms=settings.dedupe_horizon_ms,
             )
         return ShardLogic(windows, partition=-1, emit_interval=interval, writer=writer)
 

@@ -14,7 +14,9 @@ first record, and later records of the id are dropped.
 
 Ids are forgotten once the partition's newest record is ``horizon_ms`` younger than their
 first record, so memory stays bounded (a bitmap is one byte per position: ~1 KB for a
-batch of 1,000 events).
+batch of 1,000 events). The horizon is at least ``RETRY_DEDUPE_HORIZON_MS``, the agent's
+longest retry plus publishing slack (``schemas.retries``): an id forgotten sooner would let
+a late retry count twice.
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from schemas.retries import RETRY_DEDUPE_HORIZON_S
 from speed_layer.items import Int64s, Objects
 
 NO_BATCH_ID = ""
 MAX_BATCH_INDEX = 1_000_000
 """Positions at or above this are not tracked (no bitmap grows without bound)."""
 
+RETRY_DEDUPE_HORIZON_MS = int(RETRY_DEDUPE_HORIZON_S * 1000)
 Bools = npt.NDArray[np.bool_]
 
 
@@ -36,7 +40,7 @@ class BatchDeduper:
 
     def __init__(self, attempt_window_ms: int, horizon_ms: int) -> None:
         self.attempt_window_ms = attempt_window_ms
-        self.horizon_ms = horizon_ms
+        self.horizon_ms = max(horizon_ms, RETRY_DEDUPE_HORIZON_MS)
         self.first_ms: dict[str, int] = {}
         self.counted: dict[str, Bools] = {}
         self.newest_ms = np.iinfo(np.int64).min
@@ -103,6 +107,7 @@ class BatchDeduper:
         # Snapshots taken before positions were tracked have no bitmaps: start with none.
         state.setdefault("counted", {})
         self.__dict__.update(state)
+        self.horizon_ms = max(self.horizon_ms, RETRY_DEDUPE_HORIZON_MS)
 
     def forget_old(self) -> int:
         """Drop ids older than the horizon; returns how many were dropped."""

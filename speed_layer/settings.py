@@ -9,9 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas.retries import AGENT_MAX_RETRY_S, RETRY_DEDUPE_HORIZON_S
 from schemas.settings import DatabaseSettings, KafkaSettings, StateSettings
 
 
@@ -37,6 +38,8 @@ class SpeedSettings(BaseSettings):
     digest_compression: int = Field(default=200, ge=10, le=10_000)
     # Records of one batch id produced further apart than this (Kafka CreateTime) are a retry.
     dedupe_attempt_window_ms: int = Field(default=1_000, ge=0)
+    # How long a batch id is remembered: at least the agent's longest retry (schemas.retries).
+    dedupe_horizon_s: float = Field(default=RETRY_DEDUPE_HORIZON_S)
 
     recovery: bool = True
     snapshot_interval_s: float = Field(default=10.0, gt=0)
@@ -55,3 +58,16 @@ class SpeedSettings(BaseSettings):
     @property
     def allowed_lateness_us(self) -> int:
         return int(self.allowed_lateness_s * 1_000_000)
+
+    @property
+    def dedupe_horizon_ms(self) -> int:
+        return int(self.dedupe_horizon_s * 1000)
+
+    @field_validator("dedupe_horizon_s")
+    @classmethod
+    def _covers_the_agents_retries(cls, value: float) -> float:
+        if value < RETRY_DEDUPE_HORIZON_S:
+            raise ValueError(
+                f"dedupe_horizon_s must be >= {RETRY_DEDUPE_HORIZON_S:g}: the agent retries a"
+                f" batch for up to {AGENT_MAX_RETRY_S:g} s and a later retry would count twice")
+        return value

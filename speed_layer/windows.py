@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from schemas.codec import MetricColumns
-from speed_layer.dedupe import BatchDeduper
+from speed_layer.dedupe import RETRY_DEDUPE_HORIZON_MS, BatchDeduper
 from speed_layer.items import WINDOW_US, Floats, Int64s, LateRows, MetricRows, ShardBatch
 from speed_layer.sketches import DigestParts, Sketches
 
@@ -91,11 +91,12 @@ class ShardWindows:
     method: npt.NDArray[np.object_]
 
     def __init__(
-        self, *, allowed_lateness_us: int, compression: int, attempt_window_ms: int
+        self, *, allowed_lateness_us: int, compression: int, attempt_window_ms: int,
+        dedupe_horizon_ms: int = RETRY_DEDUPE_HORIZON_MS,
     ) -> None:
         self.allowed_lateness_us = allowed_lateness_us
         self.compression = compression
-        horizon_ms = (allowed_lateness_us + 2 * WINDOW_US) // 1000
+        horizon_ms = max(dedupe_horizon_ms, (allowed_lateness_us + 2 * WINDOW_US) // 1000)
         self.deduper = BatchDeduper(attempt_window_ms, horizon_ms)
         self.max_ts_us = _MIN_TS
         self.slots: dict[str, int] = {}

@@ -14,6 +14,7 @@ from ingest_gateway.cli import gateway
 from query_api.cli import query
 from speed_layer.cli import app as speed_app
 from turnstile_cli import db_commands, demo_commands, keys_commands, stack_commands
+from turnstile_cli.loadgen import cli as loadgen_cli
 
 app = typer.Typer(
     name="turnstile",
@@ -31,6 +32,7 @@ app.add_typer(billing_app, name="billing")
 app.command("query")(query)
 app.command("alerting")(alerting)
 app.command("demo")(demo_commands.demo)
+app.command("loadgen")(loadgen_cli.loadgen)
 
 
 if __name__ == "__main__":  # pragma: no cover

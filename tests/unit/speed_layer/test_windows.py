@@ -141,7 +141,7 @@ def test_a_retry_after_a_partly_published_attempt_adds_exactly_the_missing_event
 def test_batch_ids_are_forgotten_after_the_horizon():
     w = windows(lateness_us=WINDOW_US)
     w.add(make_batch(make_records(5), batch_id="old", produced_ms=0))
-    w.add(make_batch(make_records(5, seed=1), batch_id="new", produced_ms=10 * 60_000,
+    w.add(make_batch(make_records(5, seed=1), batch_id="new", produced_ms=12 * 60_000,
                      first_offset=5))
     w.emit()
     assert set(w.deduper.first_ms) == {"new"}
