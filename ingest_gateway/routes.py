@@ -114,12 +114,13 @@ async def ingest_batch(request: Request) -> Response:
         wire_cap = cfg.max_body_bytes + (_WIRE_SLACK_BYTES if encoding == "gzip" else 0)
         check_declared_length(h.get("content-length"), wire_cap)
         body = decode_body(await _read_capped(request, wire_cap), encoding, cfg.max_body_bytes)
-        items, count = decode_incoming(body)
+        decoded = decode_incoming(body)
     except BodyProblem as problem:
         reason = {413: "too_large", 415: "unsupported_media"}.get(problem.status, "bad_body")
         return _refuse(problem.status, reason, problem.message)
     except BodyError as exc:
         return _refuse(400, "bad_body", str(exc))
+    count = decoded.count
     if count > cfg.max_events:
         return _refuse(
             413, "too_many_events", f"{count} events in one request; the limit is {cfg.max_events}"
@@ -133,8 +134,9 @@ async def ingest_batch(request: Request) -> Response:
             Retry_After=retry_after_header(wait_s),
         )
 
-    batch = validate_events(items, project_id=key.project_id,
-                            received_at_us=time.time_ns() // 1000, batch_id=batch_id)
+    batch = validate_events(decoded.items, project_id=key.project_id,
+                            received_at_us=time.time_ns() // 1000, batch_id=batch_id,
+                            check_text=decoded.check_text)
     rejected = batch.rejected
     if rejected:
         metrics.EVENTS_REJECTED.labels("invalid").inc(len(rejected))
