@@ -85,6 +85,18 @@ _TYPES: Final = (
     Readiness,
 )
 (_BODY_SCHEMA, *_), COMPONENTS = msgspec.json.schema_components(_TYPES, ref_template=_REF)
+# What the annotations cannot say: the timestamp's range is checked against the clock.
+COMPONENTS["IncomingEvent"]["properties"]["timestamp"]["description"] = (
+    "Request start: Unix seconds, or RFC 3339 with an offset; from 2000-01-01 to 24 h "
+    "after the gateway's clock."
+)
+COMPONENTS["IncomingEvent"]["properties"]["timestamp"]["anyOf"][0]["minimum"] = 946_684_800
+EXAMPLE_BATCH: Final = [{
+    "event_id": "01J9Z7Q4W8N2", "timestamp": 1_767_225_600.25, "method": "GET",
+    "path": "/v1/users/42", "endpoint": "/v1/users/{id}", "status_code": 200,
+    "latency_ms": 12.5, "request_bytes": 0, "response_bytes": 512, "api_key": "cust_0042",
+    "ip": "203.0.113.9", "user_agent": "okhttp/4.12.0",
+}]
 
 
 def _json(name: str, media: str = "application/json") -> dict[str, Any]:
@@ -111,7 +123,8 @@ BATCH_ROUTE_DOCS: Final[dict[str, Any]] = {
             "required": True,
             "description": "A JSON array of events, or an object {\"events\": [...]}; "
                            "gzip (Content-Encoding) accepted.",
-            "content": {"application/json": {"schema": _BODY_SCHEMA}},
+            "content": {"application/json": {"schema": _BODY_SCHEMA,
+                                             "example": EXAMPLE_BATCH}},
         },
         "security": [{"apiKey": []}, {"bearer": []}],
         "parameters": [{

@@ -73,9 +73,17 @@ def split_reason(message: str, default_name: str) -> tuple[str, str]:
     return (name, reason) if sep and name and " " not in name else (default_name, message)
 
 
-async def _on_http(_request: Request, exc: Exception) -> Response:
+async def _on_http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)  # noqa: S101 - registered for this type only
-    return problem_response(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 404:
+        param = ("path", f"no route {request.url.path!r}")
+    elif exc.status_code == 405:
+        allowed = headers.get("Allow") or headers.get("allow") or ""
+        param = ("method", f"{request.method} is not allowed here; allowed: {allowed}")
+    else:
+        param = ("request", str(exc.detail))
+    return problem_response(exc.status_code, str(exc.detail), [param], headers=headers)
 
 
 async def _on_validation(_request: Request, exc: Exception) -> Response:
