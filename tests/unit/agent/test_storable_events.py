@@ -100,3 +100,26 @@ def test_whatever_the_request_held_the_event_is_storable(path, endpoint, method,
     # Only the method may still be refused (an unknown verb), never for storability.
     for rejection in batch.rejected:
         assert all(e.startswith(("method:", "event_id:")) for e in rejection.errors), rejection
+
+
+def test_a_percent_00_request_through_the_wsgi_middleware_is_accepted(make_sender,
+                                                                      fake_gateway):
+    from agent.wsgi import TurnstileWSGI
+
+    def app(environ, start_response):
+        start_response("404 Not Found", [("Content-Length", "0")])
+        return [b""]
+
+    sender = make_sender()
+    middleware = TurnstileWSGI(app, sender, CaptureOptions(hash_consumer=False))
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/files/a\x00b", "SCRIPT_NAME": "",
+               "REMOTE_ADDR": "10.0.0.1", "HTTP_USER_AGENT": "ua\x00", "CONTENT_LENGTH": "-3",
+               "HTTP_X_API_KEY": "cust\x00-1"}
+    body = middleware(environ, lambda status, headers, exc_info=None: None)
+    list(body)
+    body.close()
+    assert sender.flush(5)
+    (ev,) = fake_gateway.events()
+    assert (ev["path"], ev["user_agent"], ev["api_key"], ev["request_bytes"]) == (
+        "/files/ab", "ua", "cust-1", 0)
+    assert gateway_verdict(ev).rejected == []
