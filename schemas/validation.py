@@ -8,8 +8,10 @@ the same request are still accepted. Both paths check the same annotations of
 
 Every value an accepted record stores also passes ``schemas.storable`` (no U+0000, no lone
 surrogate, finite numbers), so nothing accepted can fail a PostgreSQL COPY, a Parquet
-write or a Kafka tool downstream. On the fast path a plain ASCII string costs one
-``isascii()`` and one ``in``; anything else takes the slow path, which names the field.
+write or a Kafka tool downstream. A body without a backslash cannot hold either (see
+``DecodedBody``), so its texts are not checked one by one; otherwise, on the fast path, a
+plain ASCII string costs one ``isascii()`` and one ``in``, and anything else takes the slow
+path, which names the field.
 
 Nesting: an event needs four levels of JSON (envelope, array, event, tags); msgspec skips
 ignored fields unread, and past its recursion limit (several hundred levels, always far
