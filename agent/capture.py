@@ -3,6 +3,11 @@
 Shared by the ASGI, WSGI and Django middleware so the three produce identical events. The
 consumer (the API's customer, ``api_key`` in the event) comes from a user function or a
 request header and is hashed by default, so a raw credential never leaves the host.
+
+``build_event`` only produces events the gateway stores: every text loses its U+0000
+(``%00`` in a URL decodes to it), lone surrogates become ``?``, and each value is cut to
+the limits of ``schemas.event``; numbers are clamped to their ranges and an IP that is not
+one is left out. A request the agent saw is never refused downstream for what it held.
 """
 
 from __future__ import annotations
@@ -14,8 +19,21 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Final
 
+from schemas.event import (
+    IP_CHARS,
+    MAX_API_KEY,
+    MAX_BYTES,
+    MAX_ENDPOINT,
+    MAX_EVENT_ID,
+    MAX_FUNCTION,
+    MAX_LATENCY_MS,
+    MAX_PATH,
+    MAX_USER_AGENT,
+)
+
 _RULE_PARAM: Final = re.compile(r"<(?:[^<>:]+:)?([^<>]+)>")
-_MAX_CONSUMER_CHARS: Final = 128
+_MAX_METHOD: Final = 16
+_MAX_IP: Final = 64
 
 
 @dataclass(frozen=True)
@@ -44,7 +62,10 @@ class CaptureOptions:
 @lru_cache(maxsize=8192)
 def hash_consumer(value: str, salt: str = "") -> str:
     """Stable 96-bit keyed hash of a consumer id: same input, same series; not reversible."""
-    return hashlib.blake2b(value.encode(), digest_size=12, key=salt.encode()[:64]).hexdigest()
+    # surrogatepass: a lone surrogate from ``identify`` must not raise in the request thread.
+    data = value.encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(data, digest_size=12,
+                           key=salt.encode("utf-8", "surrogatepass")[:64]).hexdigest()
 
 
 def consumer_id(raw: str | None, options: CaptureOptions) -> str | None:
@@ -52,7 +73,31 @@ def consumer_id(raw: str | None, options: CaptureOptions) -> str | None:
         return None
     if options.hash_consumer:
         return hash_consumer(raw, options.hash_salt)
-    return raw[:_MAX_CONSUMER_CHARS]
+    return storable_text(raw, MAX_API_KEY) or None
+
+
+def storable_text(value: str, limit: int) -> str:
+    """``value`` without U+0000, lone surrogates as ``?``, at most ``limit`` characters.
+
+    ASCII text (nearly all of it) costs one ``isascii`` and one ``in``.
+    """
+    if "\x00" in value:
+        value = value.replace("\x00", "")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            value = value.encode("utf-8", "replace").decode("utf-8")
+    return value if len(value) <= limit else value[:limit]
+
+
+def _storable_ip(ip: str) -> str | None:
+    """The IP if it looks like one (the gateway refuses other characters), else None."""
+    return ip if len(ip) <= _MAX_IP and not ip.strip(IP_CHARS) else None
+
+
+def _clamp(value: float, high: float) -> float:
+    return value if 0 <= value <= high else (0 if not value > 0 else high)
 
 
 def client_ip(peer: str | None, forwarded_for: str | None, trusted_proxies: int) -> str | None:
@@ -93,27 +138,32 @@ def build_event(
     country: str | None,
     function: str | None,
 ) -> dict[str, Any]:
-    """The event as the gateway's ``IncomingEvent`` expects it; absent fields left out."""
+    """The event as the gateway's ``IncomingEvent`` expects it; absent fields left out.
+
+    Every value is made storable (see the module docstring), so the gateway never refuses
+    an event for what the request held.
+    """
+    path = storable_text(path, MAX_PATH)
     event: dict[str, Any] = {
-        "event_id": event_id,
+        "event_id": storable_text(event_id, MAX_EVENT_ID),
         "timestamp": timestamp,
-        "method": method,
-        "path": path[:2048] or "/",
+        "method": storable_text(method, _MAX_METHOD).upper() or "GET",
+        "path": path if path.startswith("/") else ("/" + path)[:MAX_PATH],
         "status_code": status_code,
-        "latency_ms": latency_ms,
-        "request_bytes": request_bytes,
-        "response_bytes": response_bytes,
+        "latency_ms": _clamp(latency_ms, MAX_LATENCY_MS),
+        "request_bytes": int(_clamp(request_bytes, MAX_BYTES)),
+        "response_bytes": int(_clamp(response_bytes, MAX_BYTES)),
     }
-    if endpoint:
-        event["endpoint"] = endpoint[:512]
-    if api_key:
+    if endpoint and (endpoint := storable_text(endpoint, MAX_ENDPOINT)):
+        event["endpoint"] = endpoint
+    if api_key and (api_key := storable_text(api_key, MAX_API_KEY)):
         event["api_key"] = api_key
-    if ip:
+    if ip and (ip := _storable_ip(ip)):
         event["ip"] = ip
-    if user_agent:
-        event["user_agent"] = user_agent[:512]
-    if country and len(country) == 2 and country.isalpha():
+    if user_agent and (user_agent := storable_text(user_agent, MAX_USER_AGENT)):
+        event["user_agent"] = user_agent
+    if country and len(country) == 2 and country.isascii() and country.isalpha():
         event["country"] = country
-    if function:
-        event["function"] = function[:256]
+    if function and (function := storable_text(function, MAX_FUNCTION)):
+        event["function"] = function
     return event

@@ -56,12 +56,14 @@ class SenderStats:
     dropped_refused: int
     dropped_retries_exhausted: int
     dropped_shutdown: int
+    dropped_unencodable: int
     last_error: str | None
 
     @property
     def dropped(self) -> int:
         return (self.dropped_queue_full + self.dropped_refused
-                + self.dropped_retries_exhausted + self.dropped_shutdown)
+                + self.dropped_retries_exhausted + self.dropped_shutdown
+                + self.dropped_unencodable)
 
 
 @dataclass(slots=True)
@@ -98,7 +100,8 @@ class Sender:
         self._pending: _Batch | None = None
         self._counts = dict.fromkeys(
             ("sent_events", "sent_batches", "invalid_events", "retries", "dropped_queue_full",
-             "dropped_refused", "dropped_retries_exhausted", "dropped_shutdown"), 0)
+             "dropped_refused", "dropped_retries_exhausted", "dropped_shutdown",
+             "dropped_unencodable"), 0)
         self._last_error: str | None = None
         self._new_id_source()
         self._thread = self._start_thread()
@@ -202,10 +205,33 @@ class Sender:
         if n == 0:
             return None
         events = [queue.popleft() for _ in range(n)]
-        body = orjson.dumps(events)
+        try:
+            body = orjson.dumps(events)
+        except orjson.JSONEncodeError:
+            body, n = self._encode_each(events)
+            if n == 0:
+                return None
         if self.settings.gzip:
             body = gzip.compress(body, compresslevel=_GZIP_LEVEL, mtime=0)
         return _Batch(uuid.uuid4().hex, body, n, time.monotonic())
+
+    def _encode_each(self, events: list[dict[str, Any]]) -> tuple[bytes, int]:
+        """The batch encoded event by event, without those orjson cannot encode.
+
+        A recorded event holding a lone surrogate or a non-JSON value is dropped and
+        counted, instead of ending the sender thread together with its whole batch.
+        """
+        parts = []
+        for event in events:
+            try:
+                parts.append(orjson.dumps(event))
+            except orjson.JSONEncodeError as exc:
+                self._counts["dropped_unencodable"] += 1  # the caller holds the lock
+                self._last_error = f"event not encodable as JSON: {exc}"
+        if len(parts) < len(events):
+            _log.error("dropped %d events that cannot be encoded as JSON: %s",
+                       len(events) - len(parts), self._last_error)
+        return b"[" + b",".join(parts) + b"]", len(parts)
 
     def _attempt(self, batch: _Batch) -> None:
         headers = {**self._headers, BATCH_ID_HEADER: batch.batch_id}

@@ -19,6 +19,8 @@ from psycopg_pool import ConnectionPool
 from ingest_gateway import metrics
 from ingest_gateway.auth import Authenticator
 from ingest_gateway.enrich import Enricher, GeoIp
+from ingest_gateway.openapi import install_openapi
+from ingest_gateway.problems import install_problem_handlers
 from ingest_gateway.producer import EventPublisher
 from ingest_gateway.ratelimit import TokenBuckets
 from ingest_gateway.routes import GatewayState, router
@@ -80,11 +82,16 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app = FastAPI(
         title="Turnstile ingestion gateway",
         version="1",
+        description="Agents post batches of captured API requests; 202 means durable in "
+                    "Kafka. Every refusal is application/problem+json.",
         lifespan=lifespan,
+        openapi_url="/openapi.json",
         docs_url=None,
         redoc_url=None,
     )
     app.include_router(router)
+    install_problem_handlers(app)
+    install_openapi(app)
     return app
 
 

@@ -14,12 +14,13 @@ _GZIP_WBITS: Final = 16 + zlib.MAX_WBITS
 
 
 class BodyProblem(Exception):
-    """The body cannot be used; carries the HTTP status and a message saying what is wrong."""
+    """The body cannot be used: the HTTP status, what is wrong, and which part (``param``)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, param: str = "body") -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.param = param
 
 
 def check_content_type(content_type: str | None) -> None:
@@ -30,7 +31,7 @@ def check_content_type(content_type: str | None) -> None:
     if media in _JSON_TYPES or (media.startswith("application/") and media.endswith("+json")):
         return
     raise BodyProblem(
-        415, f"content-type {media!r} is not supported: send application/json"
+        415, f"content-type {media!r} is not supported: send application/json", "Content-Type"
     )
 
 
@@ -41,7 +42,7 @@ def check_declared_length(content_length: str | None, max_bytes: int) -> None:
     try:
         declared = int(content_length)
     except ValueError:
-        raise BodyProblem(400, "content-length is not an integer") from None
+        raise BodyProblem(400, "content-length is not an integer", "Content-Length") from None
     if declared > max_bytes:
         raise BodyProblem(413, f"body larger than the limit of {max_bytes} bytes")
 
@@ -54,7 +55,8 @@ def encoding_of(content_encoding: str | None) -> str:
     if enc in ("gzip", "x-gzip"):
         return "gzip"
     raise BodyProblem(
-        415, f"content-encoding {enc!r} is not supported: send gzip or no encoding"
+        415, f"content-encoding {enc!r} is not supported: send gzip or no encoding",
+        "Content-Encoding",
     )
 
 

@@ -3,6 +3,8 @@
 The ingestion handler runs the checks cheapest-first (key, headers, size, shape, count,
 rate limit) so a bad request costs little, validates with ``schemas.validation``, enriches,
 and answers 202 only after ``EventPublisher.publish`` saw Kafka acknowledge every record.
+Every refusal is problem+json (``problems``) naming the part at fault; the OpenAPI
+description of each route lives in ``openapi``.
 """
 
 from __future__ import annotations
@@ -27,12 +29,19 @@ from ingest_gateway.body import (
     decode_body,
     encoding_of,
 )
+from ingest_gateway.body_reader import BodyReader, ClientGone
 from ingest_gateway.enrich import Enricher, country_from_header
+from ingest_gateway.openapi import BATCH_ROUTE_DOCS, HEALTH_DOCS, METRICS_DOCS, READY_DOCS
+from ingest_gateway.problems import (
+    MAX_INVALID_PARAMS,
+    problem_response,
+    split_reason,
+)
 from ingest_gateway.producer import EventPublisher, Unavailable
 from ingest_gateway.ratelimit import TokenBuckets, retry_after_header
 from ingest_gateway.settings import GatewaySettings
 from schemas.codec import encode_records, record_key
-from schemas.validation import BodyError, decode_incoming, validate_events
+from schemas.validation import BodyError, Rejection, decode_incoming, validate_events
 
 BATCH_ID_REQUEST_HEADER: Final = "x-turnstile-batch-id"
 _BATCH_ID: Final = re.compile(r"^[A-Za-z0-9._:\-]{1,64}$")
@@ -61,25 +70,30 @@ def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> R
     )
 
 
-def _refuse(status: int, reason: str, message: str, **headers: str) -> Response:
+def _refuse(status: int, reason: str, message: str, param: str | None = None,
+            **headers: str) -> Response:
+    """A problem+json refusal, counted by ``reason``; ``param`` names the bad part."""
     metrics.REQUESTS_REJECTED.labels(reason).inc()
-    return _json(status, {"error": message}, {k.replace("_", "-"): v for k, v in headers.items()})
+    name, why = (param, message) if param else split_reason(message, "request")
+    return problem_response(status, message, [(name, why)],
+                            {k.replace("_", "-"): v for k, v in headers.items()})
 
 
 def _unavailable(cause: str, message: str, retry_after_s: int) -> Response:
     metrics.UNAVAILABLE.labels(cause).inc()
-    return _json(503, {"error": message}, {"Retry-After": str(retry_after_s)})
+    return problem_response(503, message, headers={"Retry-After": str(retry_after_s)})
 
 
-async def _read_capped(request: Request, cap: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > cap:
-            raise BodyProblem(413, f"body larger than the limit of {cap} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+def _rejections(rejected: list[Rejection]) -> list[tuple[str, str]]:
+    """``events[3].path: contains U+0000 …`` for each reason of each refused event."""
+    params = []
+    for rejection in rejected:
+        for error in rejection.errors:
+            name, why = split_reason(error, "event")
+            params.append((f"events[{rejection.index}].{name}", why))
+            if len(params) >= MAX_INVALID_PARAMS:
+                return params
+    return params
 
 
 _DENIALS: Final = {
@@ -89,10 +103,28 @@ _DENIALS: Final = {
 }
 
 
-@router.post("/api/v1/events/batch")
+@router.post("/api/v1/events/batch", **BATCH_ROUTE_DOCS)
 async def ingest_batch(request: Request) -> Response:
-    """Validate, enrich and publish a batch; 202 only once Kafka holds every accepted event."""
+    """Validate, enrich and publish a batch; 202 only once Kafka holds every accepted event.
+
+    An answer given before the body was read to its end (a refusal) first discards the
+    rest of the body, so that the client, still sending, can read it (``body_reader``).
+    """
     state: GatewayState = request.app.state.gateway
+    reader = BodyReader(request.receive)
+    try:
+        response = await _ingest(request, state, reader)
+    except ClientGone:
+        metrics.REQUESTS_REJECTED.labels("client_gone").inc()
+        return problem_response(400, "the client disconnected before sending its whole body")
+    if not reader.complete:
+        cfg = state.settings
+        if not await reader.discard(cfg.discard_body_bytes, cfg.discard_timeout_s):
+            response.headers["Connection"] = "close"
+    return response
+
+
+async def _ingest(request: Request, state: GatewayState, reader: BodyReader) -> Response:
     cfg = state.settings
     h = request.headers
     try:
@@ -103,7 +135,7 @@ async def ingest_batch(request: Request) -> Response:
         return _unavailable("database", "key store unreachable, retry later", cfg.retry_after_s)
     if isinstance(key, Denial):
         status, message = _DENIALS[key]
-        return _refuse(status, key.value, message, WWW_Authenticate="Bearer")
+        return _refuse(status, key.value, message, "X-Api-Key", WWW_Authenticate="Bearer")
 
     batch_id = h.get(BATCH_ID_REQUEST_HEADER) or uuid.uuid4().hex
     if not _BATCH_ID.match(batch_id):
@@ -113,36 +145,39 @@ async def ingest_batch(request: Request) -> Response:
         encoding = encoding_of(h.get("content-encoding"))
         wire_cap = cfg.max_body_bytes + (_WIRE_SLACK_BYTES if encoding == "gzip" else 0)
         check_declared_length(h.get("content-length"), wire_cap)
-        body = decode_body(await _read_capped(request, wire_cap), encoding, cfg.max_body_bytes)
-        items, count = decode_incoming(body)
+        body = decode_body(await reader.read(wire_cap), encoding, cfg.max_body_bytes)
+        decoded = decode_incoming(body)
     except BodyProblem as problem:
         reason = {413: "too_large", 415: "unsupported_media"}.get(problem.status, "bad_body")
-        return _refuse(problem.status, reason, problem.message)
+        return _refuse(problem.status, reason, problem.message, problem.param)
     except BodyError as exc:
         return _refuse(400, "bad_body", str(exc))
+    count = decoded.count
     if count > cfg.max_events:
         return _refuse(
-            413, "too_many_events", f"{count} events in one request; the limit is {cfg.max_events}"
+            413, "too_many_events",
+            f"body: {count} events in one request; the limit is {cfg.max_events}",
         )
     if count == 0:
         return _refuse(400, "empty", "body: the batch holds no events")
     wait_s = state.buckets.take(key.key_id, count, time.monotonic())
     if wait_s > 0:
         return _refuse(
-            429, "rate_limited", "ingest rate limit of this key exceeded",
+            429, "rate_limited", "ingest rate limit of this key exceeded", "X-Api-Key",
             Retry_After=retry_after_header(wait_s),
         )
 
-    batch = validate_events(items, project_id=key.project_id,
-                            received_at_us=time.time_ns() // 1000, batch_id=batch_id)
+    batch = validate_events(decoded.items, project_id=key.project_id,
+                            received_at_us=time.time_ns() // 1000, batch_id=batch_id,
+                            check_text=decoded.check_text)
     rejected = batch.rejected
     if rejected:
         metrics.EVENTS_REJECTED.labels("invalid").inc(len(rejected))
     records = batch.records
     if not records:
         metrics.REQUESTS_REJECTED.labels("no_valid_event").inc()
-        return _json(400, {"error": "no valid event in the batch", "accepted": 0,
-                           "rejected": rejected})
+        return problem_response(400, "no valid event in the batch", _rejections(rejected),
+                                accepted=0, rejected=rejected)
     header_country = (
         country_from_header(h.get(cfg.country_header)) if cfg.country_header else None
     )
@@ -161,13 +196,13 @@ async def ingest_batch(request: Request) -> Response:
     return _json(202, {"accepted": len(records), "rejected": rejected})
 
 
-@router.get("/healthz")
+@router.get("/healthz", **HEALTH_DOCS)
 async def healthz() -> Response:
     """The process is up (liveness)."""
     return _json(200, {"status": "ok"})
 
 
-@router.get("/readyz")
+@router.get("/readyz", **READY_DOCS)
 async def readyz(request: Request) -> Response:
     """Kafka and PostgreSQL both answer (readiness); 503 names what is missing."""
     state: GatewayState = request.app.state.gateway
@@ -180,7 +215,7 @@ async def readyz(request: Request) -> Response:
     return _json(200 if kafka_ok and db_ok else 503, body)
 
 
-@router.get("/metrics")
+@router.get("/metrics", **METRICS_DOCS)
 async def prometheus_metrics() -> Response:
     """Prometheus exposition (all workers' samples in multiprocess mode)."""
     payload, content_type = metrics.render()

@@ -29,6 +29,10 @@ class GatewaySettings(BaseSettings):
     # Request limits (413 past them).
     max_events: int = Field(default=10_000, ge=1)
     max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024, description="decompressed")
+    # A refusal sent before the body was read first discards up to this much of it, so a
+    # client still sending reads the answer instead of a connection reset (body_reader).
+    discard_body_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
+    discard_timeout_s: float = Field(default=10.0, ge=0, le=120)
 
     # Durability: how long a request waits for Kafka to acknowledge its whole batch.
     delivery_timeout_s: float = Field(default=5.0, gt=0, le=60)

@@ -5,6 +5,18 @@ that fails does the slow path decode event by event, so that a bad event is repo
 *every* problem it has (``"status_code: Expected `int` <= 599"``) and the good events of
 the same request are still accepted. Both paths check the same annotations of
 ``schemas.event.IncomingEvent``; there is no second copy of the rules.
+
+Every value an accepted record stores also passes ``schemas.storable`` (no U+0000, no lone
+surrogate, finite numbers), so nothing accepted can fail a PostgreSQL COPY, a Parquet
+write or a Kafka tool downstream. A body without a backslash cannot hold either (see
+``DecodedBody``), so its texts are not checked one by one; otherwise, on the fast path, a
+plain ASCII string costs one ``isascii()`` and one ``in``, and anything else takes the slow
+path, which names the field.
+
+Nesting: an event needs four levels of JSON (envelope, array, event, tags); msgspec skips
+ignored fields unread, and past its recursion limit (several hundred levels, always far
+more than ``MAX_JSON_DEPTH``) it raises ``RecursionError``, answered as a ``BodyError``
+naming ``MAX_JSON_DEPTH``: every body up to that depth is always read.
 """
 
 from __future__ import annotations
@@ -21,13 +33,20 @@ from schemas.event import (
     ANONYMOUS_API_KEY,
     HTTP_METHODS,
     IP_CHARS,
+    MAX_ENDPOINT,
     MAX_USER_AGENT,
     EventRecord,
     IncomingEvent,
 )
+from schemas.storable import NUL, number_problem, text_problem
 
 MIN_TIMESTAMP_US: Final = 946_684_800_000_000  # 2000-01-01T00:00:00Z
+MIN_TIMESTAMP_S: Final = MIN_TIMESTAMP_US / 1_000_000
 DEFAULT_MAX_FUTURE_US: Final = 24 * 3600 * 1_000_000
+# Unix seconds beyond this overflow float64 once in µs (1e308 s x 1e6 = inf) or int64.
+_TIMESTAMP_LIMIT_S: Final = 9.2e12
+MAX_JSON_DEPTH: Final = 64
+DEPTH_PROBLEM: Final = f"body: nested deeper than {MAX_JSON_DEPTH} levels"
 
 _FRIENDLY_PATTERN_ERRORS: Final = {
     "country": "must be an ISO 3166-1 alpha-2 code such as 'DE'",
@@ -91,6 +110,8 @@ def _field_errors(raw: msgspec.Raw) -> list[str]:
         obj = msgspec.json.decode(raw)
     except msgspec.DecodeError as exc:
         return [f"event: {_clean(str(exc))}"]
+    except RecursionError:
+        return [f"event: nested deeper than {MAX_JSON_DEPTH} levels"]
     if not isinstance(obj, dict):
         return [f"event: expected a JSON object, got {type(obj).__name__}"]
     errors: list[str] = []
@@ -112,7 +133,53 @@ def _field_errors(raw: msgspec.Raw) -> list[str]:
             continue
         if f.name == "ip" and isinstance(value, str) and (ip_error := _ip_error(value)):
             errors.append(ip_error)
+        elif isinstance(value, str) and (problem := text_problem(value)):
+            errors.append(f"{f.name}: {problem}")
+        elif f.name == "tags" and isinstance(value, dict):
+            errors.extend(_tag_errors(value))
     return errors or ["event: invalid"]
+
+
+def _tag_errors(tags: dict[str, str]) -> list[str]:
+    """``tags.<key>: <why>`` for each unstorable tag (the key is named only when it is clean)."""
+    errors = []
+    for key, value in tags.items():
+        if problem := text_problem(key):
+            errors.append(f"tags: a key {problem}")
+        elif problem := text_problem(value):
+            errors.append(f"tags.{key}: {problem}")
+    return errors
+
+
+def _tags_plain(tags: dict[str, str]) -> bool:
+    for key, value in tags.items():
+        if not (key.isascii() and value.isascii() and NUL not in key and NUL not in value):
+            return False
+    return True
+
+
+def _text_errors(ev: IncomingEvent, path: str, user_agent: str | None) -> list[str]:
+    """``field: why`` for each stored text of ``ev`` that some sink cannot store.
+
+    ``path`` and ``user_agent`` are the values as stored (query string stripped,
+    truncated); ``method``, ``ip`` and ``country`` are checked by their own rules.
+    """
+    errors = []
+    key_field = ("api_key" if ev.api_key else "consumer_id" if ev.consumer_id
+                 else "customer_id")
+    for name, value in (
+        ("event_id", ev.event_id),
+        ("path", path),
+        ("endpoint", ev.endpoint),
+        (key_field, ev.api_key or ev.consumer_id or ev.customer_id),
+        ("user_agent", user_agent),
+        ("function", ev.function),
+    ):
+        if value and (problem := text_problem(value)):
+            errors.append(f"{name}: {problem}")
+    if ev.tags:
+        errors.extend(_tag_errors(ev.tags))
+    return errors
 
 
 def _timestamp_us(ts: float | datetime) -> int | str:
@@ -122,24 +189,48 @@ def _timestamp_us(ts: float | datetime) -> int | str:
             return "RFC 3339 timestamps need a UTC offset ('Z' or '+hh:mm')"
         delta = ts - datetime(1970, 1, 1, tzinfo=UTC)
         return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-    return round(ts * 1_000_000)
+    if problem := number_problem(ts):
+        return problem
+    # Clamped so that 1e308 s stays a (rejected) integer instead of overflowing to inf.
+    return round(max(-_TIMESTAMP_LIMIT_S, min(ts, _TIMESTAMP_LIMIT_S)) * 1_000_000)
+
+
+def _texts_plain(ev: IncomingEvent) -> bool:
+    """Every stored text of ``ev`` is ASCII without U+0000: one ``isascii`` and one ``in`` each."""
+    eid, path, ep, ua, fn = ev.event_id, ev.path, ev.endpoint, ev.user_agent, ev.function
+    key = ev.api_key or ev.consumer_id or ev.customer_id
+    return (
+        eid.isascii() and NUL not in eid
+        and path.isascii() and NUL not in path
+        and (ep is None or (ep.isascii() and NUL not in ep))
+        and (ua is None or (ua.isascii() and NUL not in ua))
+        and (key is None or (key.isascii() and NUL not in key))
+        and (fn is None or (fn.isascii() and NUL not in fn))
+        and (ev.tags is None or _tags_plain(ev.tags))
+    )
 
 
 def _to_record(
-    ev: IncomingEvent, project_id: str, received_at_us: int, max_timestamp_us: int
+    ev: IncomingEvent,
+    project_id: str,
+    received_at_us: int,
+    max_timestamp_us: int,
+    max_timestamp_s: float,
+    check_text: bool,
 ) -> EventRecord | list[str]:
     """The record of a valid event, or the list of its errors.
 
     Most events are already in canonical form (Unix-seconds timestamp in range, upper-case
-    method, plain path, ``latency_ms``, clean IP): they take the first branch, which only
-    checks that. Anything else goes through ``_normalise``, which applies every rule.
+    method, plain path, ``latency_ms``, clean IP, plain text): they take the first branch,
+    which only checks that. Anything else goes through ``_normalise``, which applies every
+    rule and names each field at fault.
     """
     ts = ev.timestamp
     path = ev.path
     ip = ev.ip
     if (
         type(ts) is float
-        and MIN_TIMESTAMP_US <= (ts_us := round(ts * 1_000_000)) <= max_timestamp_us
+        and MIN_TIMESTAMP_S <= ts <= max_timestamp_s
         and ev.method in HTTP_METHODS
         and path[0] == "/"
         and "?" not in path
@@ -147,7 +238,10 @@ def _to_record(
         and "://" not in path
         and ev.latency_ms is not None
         and (not ip or not ip.strip(IP_CHARS))
+        and (ev.country is None or len(ev.country) == 2)
+        and (not check_text or _texts_plain(ev))
     ):
+        ts_us = round(ts * 1_000_000)
         return _build(ev, project_id, received_at_us, ts_us, ev.method, path, ev.latency_ms)
     return _normalise(ev, project_id, received_at_us, max_timestamp_us)
 
@@ -177,7 +271,7 @@ def _normalise(
     if path[0] != "/":
         errors.append("path: must start with '/'")
     if ev.latency_ms is not None:
-        latency = ev.latency_ms
+        latency = ev.latency_ms  # bounded by its type: NaN and inf fail ``ge``/``le``
     elif ev.response_us is not None:
         latency = ev.response_us / 1000.0
     else:
@@ -185,6 +279,10 @@ def _normalise(
         latency = 0.0
     if ev.ip and (ip_error := _ip_error(ev.ip)):
         errors.append(ip_error)
+    if ev.country is not None and len(ev.country) != 2:  # the pattern's ``$`` allows "DE\n"
+        errors.append(f"country: {_FRIENDLY_PATTERN_ERRORS['country']}")
+    ua = ev.user_agent
+    errors.extend(_text_errors(ev, path, ua[:MAX_USER_AGENT] if ua else None))
     if errors:
         return errors
     assert isinstance(ts, int)  # noqa: S101 - narrowed by the checks above
@@ -211,7 +309,7 @@ def _build(
         received_at_us=received_at_us,
         method=method,
         path=path,
-        endpoint=ev.endpoint or normalise_endpoint(path),
+        endpoint=ev.endpoint or normalise_endpoint(path)[:MAX_ENDPOINT],
         status_code=ev.status_code,
         latency_ms=latency_ms,
         request_bytes=ev.request_bytes,
@@ -228,26 +326,46 @@ def _build(
     return record
 
 
-def decode_incoming(body: bytes) -> tuple[list[IncomingEvent | list[str]], int]:
+@dataclass(frozen=True, slots=True)
+class DecodedBody:
+    """Per-position events (or their errors) of one body, and whether texts need checking.
+
+    ``check_text`` is False when the body holds no backslash at all: msgspec refuses raw
+    control characters, invalid UTF-8 and lone surrogates, so without a JSON escape no
+    decoded string can hold U+0000 or a surrogate, and the per-field text checks are
+    skipped (one ``memchr`` over the body instead of two C calls per string).
+    """
+
+    items: list[IncomingEvent | list[str]]
+    count: int
+    check_text: bool = True
+
+
+def decode_incoming(body: bytes) -> DecodedBody:
     """Decode a body (JSON array or ``{"events": [...]}``) into events or their errors.
 
-    Returns the per-position results and the number of events. Raises ``BodyError`` when
-    the body is not JSON or not one of the two accepted shapes.
+    Raises ``BodyError`` when the body is not JSON, not one of the two accepted shapes, or
+    nested too deeply for the decoder.
     """
+    check_text = b"\\" in body
     try:
         decoded = _FAST_DECODER.decode(body)
         events = decoded.events if isinstance(decoded, _Envelope) else decoded
-        return list(events), len(events)
+        return DecodedBody(list(events), len(events), check_text)
     except msgspec.ValidationError:
         pass
     except msgspec.DecodeError as exc:
         raise BodyError(f"body: {_clean(str(exc))}") from exc
+    except RecursionError:
+        raise BodyError(DEPTH_PROBLEM) from None
     try:
         raw = _RAW_DECODER.decode(body)
     except msgspec.DecodeError as exc:
         raise BodyError(
             "body: expected a JSON array of events or an object {\"events\": [...]}"
         ) from exc
+    except RecursionError:
+        raise BodyError(DEPTH_PROBLEM) from None
     items = raw.events if isinstance(raw, _RawEnvelope) else raw
     out: list[IncomingEvent | list[str]] = []
     for item in items:
@@ -255,7 +373,9 @@ def decode_incoming(body: bytes) -> tuple[list[IncomingEvent | list[str]], int]:
             out.append(_ONE_DECODER.decode(item))
         except msgspec.DecodeError:
             out.append(_field_errors(item))
-    return out, len(items)
+        except RecursionError:
+            out.append([f"event: nested deeper than {MAX_JSON_DEPTH} levels"])
+    return DecodedBody(out, len(items), check_text)
 
 
 def validate_batch(
@@ -267,10 +387,10 @@ def validate_batch(
     batch_id: str = "",
 ) -> ValidatedBatch:
     """Validate a request body; good events become records, bad ones rejections."""
-    decoded, _ = decode_incoming(body)
+    decoded = decode_incoming(body)
     return validate_events(
-        decoded, project_id=project_id, received_at_us=received_at_us,
-        max_future_us=max_future_us, batch_id=batch_id,
+        decoded.items, project_id=project_id, received_at_us=received_at_us,
+        max_future_us=max_future_us, batch_id=batch_id, check_text=decoded.check_text,
     )
 
 
@@ -281,21 +401,25 @@ def validate_events(
     received_at_us: int,
     max_future_us: int = DEFAULT_MAX_FUTURE_US,
     batch_id: str = "",
+    check_text: bool = True,
 ) -> ValidatedBatch:
     """Second half of ``validate_batch``, for callers that check the count in between.
 
     ``batch_id`` (the HTTP batch's id) is stamped on every record, with the event's
-    position in the request as ``batch_index``.
+    position in the request as ``batch_index``. ``check_text=False`` (only with
+    ``DecodedBody.check_text``) skips the fast path's text checks.
     """
     batch = ValidatedBatch()
     add_record = batch.records.append
     add_index = batch.indices.append
     max_timestamp_us = received_at_us + max_future_us
+    max_timestamp_s = max_timestamp_us / 1_000_000
     for i, item in enumerate(decoded):
         result = (
             item
             if isinstance(item, list)
-            else _to_record(item, project_id, received_at_us, max_timestamp_us)
+            else _to_record(item, project_id, received_at_us, max_timestamp_us,
+                            max_timestamp_s, check_text)
         )
         if isinstance(result, list):
             batch.rejected.append(Rejection(index=i, errors=result))

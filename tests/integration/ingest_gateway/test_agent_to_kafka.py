@@ -164,8 +164,9 @@ def test_503_body_and_metrics_while_the_queue_is_full(start_gateway, keys):
     resp = gw2.post([event(i) for i in range(1001)], keys.write)
     assert resp.status_code == 503
     assert time.monotonic() - started < 2
-    assert "queue is full" in resp.json()["error"]
+    assert "queue is full" in resp.json()["detail"]
+    assert resp.headers["content-type"] == "application/problem+json"
     assert resp.headers["Retry-After"]
     text = httpx.get(f"{gw2.url}/metrics").text
     assert 'turnstile_gateway_unavailable_total{cause="queue_full"}' in text
-    assert orjson.loads(resp.content)["error"]
+    assert orjson.loads(resp.content)["status"] == 503

@@ -78,14 +78,14 @@ def test_unreadable_bodies_get_a_status_and_a_message(gateway, keys, raw, header
                                                       fragment):
     resp = gateway.post(None, keys.write, raw=raw, headers=headers)
     assert resp.status_code == status, resp.text
-    assert fragment in resp.json()["error"]
+    assert fragment in resp.json()["detail"]
 
 
 def test_limits_give_413(start_gateway, keys):
     gw = start_gateway(max_events=5, rate_limit_burst_events=100, max_body_bytes=64 * 1024)
     resp = gw.post([event(i) for i in range(6)], keys.write)
     assert resp.status_code == 413
-    assert "limit is 5" in resp.json()["error"]
+    assert "limit is 5" in resp.json()["detail"]
 
     big = [event(0, user_agent="x" * 70_000)]
     assert gw.post(big, keys.write).status_code == 413
@@ -93,7 +93,7 @@ def test_limits_give_413(start_gateway, keys):
     assert len(bomb) < 100_000
     resp = gw.post(None, keys.write, raw=bomb, headers={"Content-Encoding": "gzip"})
     assert resp.status_code == 413
-    assert "decompressed" in resp.json()["error"]
+    assert "decompressed" in resp.json()["detail"]
 
 
 def test_keys_that_may_not_write_are_refused(gateway, keys):

@@ -56,7 +56,8 @@ def start_fake_gateway() -> FakeGateway:
                 status, headers, *answer = gw.script.popleft() if gw.script else (202, {})
             body = orjson.dumps(answer[0] if answer else
                                 {"accepted": len(events), "rejected": []} if status == 202
-                                else {"error": "scripted"})
+                                else {"type": "about:blank", "title": "scripted",
+                                      "status": status, "detail": "scripted"})
             self.send_response(status)
             for k, v in headers.items():
                 self.send_header(k, v)

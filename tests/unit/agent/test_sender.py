@@ -122,3 +122,18 @@ def test_invalid_events_reported_by_the_gateway_are_counted(make_sender, fake_ga
     assert sender.flush(5)
     stats = sender.stats()
     assert (stats.invalid_events, stats.sent_events, stats.retries) == (1, 1, 0)
+
+
+def test_an_unencodable_recorded_event_is_dropped_and_counted_not_fatal(make_sender,
+                                                                       fake_gateway):
+    sender = make_sender(batch_size=10, flush_interval_s=0.05)
+    sender.record(ev(sender, 0))
+    sender.record({**ev(sender, 1), "path": "/a\ud800"})  # orjson refuses lone surrogates
+    sender.record({**ev(sender, 2), "when": object()})
+    assert sender.flush(5)
+    sender.record(ev(sender, 3))
+    assert sender.flush(5)
+    assert [e["path"] for e in fake_gateway.events()] == ["/x/0", "/x/3"]
+    stats = sender.stats()
+    assert (stats.dropped_unencodable, stats.sent_events) == (2, 2)
+    assert "not encodable" in (stats.last_error or "")

@@ -27,6 +27,7 @@ def test_other_content_types_are_415_with_the_type_named(ctype):
         check_content_type(ctype)
     assert exc.value.status == 415
     assert ctype.split(";")[0] in exc.value.message
+    assert exc.value.param == "Content-Type"
 
 
 def test_encodings():

@@ -1,10 +1,19 @@
+import math
 from typing import Any
 
+import msgspec
 import orjson
 import pytest
 
-from schemas.event import ANONYMOUS_API_KEY
-from schemas.validation import BodyError, validate_batch
+from schemas.event import ANONYMOUS_API_KEY, MAX_ENDPOINT, IncomingEvent
+from schemas.storable import SURROGATE_PROBLEM
+from schemas.validation import (
+    MAX_JSON_DEPTH,
+    BodyError,
+    decode_incoming,
+    validate_batch,
+    validate_events,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -198,3 +207,112 @@ def test_records_carry_the_batch_id_and_their_position_in_the_request() -> None:
         ("a", "b-7", 0), ("c", "b-7", 2)]  # positions as sent, the rejected one included
     plain = run([good()]).records[0]
     assert (plain.batch_id, plain.batch_index) == ("", -1)
+
+
+NUL_REASON = "contains U+0000 (NUL), which PostgreSQL cannot store"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected_error"),
+    [
+        ({"event_id": "ev\x00"}, f"event_id: {NUL_REASON}"),
+        ({"path": "/a\x00b"}, f"path: {NUL_REASON}"),
+        ({"endpoint": "/a/{id}\x00"}, f"endpoint: {NUL_REASON}"),
+        ({"api_key": "k\x00"}, f"api_key: {NUL_REASON}"),
+        ({"consumer_id": "\x00"}, f"consumer_id: {NUL_REASON}"),
+        ({"customer_id": "c\x00"}, f"customer_id: {NUL_REASON}"),
+        ({"user_agent": "curl\x00/8"}, f"user_agent: {NUL_REASON}"),
+        ({"function": "f\x00"}, f"function: {NUL_REASON}"),
+        ({"tags": {"region": "eu\x00"}}, f"tags.region: {NUL_REASON}"),
+        ({"tags": {"re\x00gion": "eu"}}, f"tags: a key {NUL_REASON}"),
+        ({"ip": "10.0.0.1\x00"}, "ip: must be an IPv4/IPv6 address"),
+        ({"country": "D\x00"}, "country: must be an ISO 3166-1 alpha-2 code"),
+        ({"country": "DE\n"}, "country: must be an ISO 3166-1 alpha-2 code"),
+        ({"method": "GET\x00"}, "method: must be an HTTP method"),
+        ({"path": "/é\x00"}, f"path: {NUL_REASON}"),  # non-ASCII: the slow text check
+    ],
+)
+def test_unstorable_text_is_rejected_naming_the_field(
+    overrides: dict[str, Any], expected_error: str
+) -> None:
+    batch = run([good(event_id="ok-0"), good(**overrides), good(event_id="ok-2")])
+    assert [r.event_id for r in batch.records] == ["ok-0", "ok-2"]
+    (rejection,) = batch.rejected
+    assert rejection.index == 1
+    assert any(e.startswith(expected_error) for e in rejection.errors), rejection.errors
+
+
+def test_an_event_that_also_fails_its_types_reports_the_nul_too() -> None:
+    batch = run([good(status_code=700, path="/a\x00")])
+    assert set(batch.rejected[0].errors) >= {
+        f"path: {NUL_REASON}", "status_code: Expected `int` <= 599"}
+
+
+def test_nul_only_in_what_the_gateway_drops_is_accepted() -> None:
+    recs = run([good(path="/a/1?q=\x00"), good(user_agent="u" * 600 + "\x00")]).records
+    assert recs[0].path == "/a/1"
+    assert recs[0].endpoint == "/a/{id}"
+    assert recs[1].user_agent == "u" * 512
+
+
+def test_non_ascii_text_is_accepted_as_is() -> None:
+    (rec,) = run([good(path="/straße/ü", user_agent="Ünïcødé 😀", tags={"ключ": "値"})]).records
+    assert (rec.path, rec.user_agent, rec.tags) == ("/straße/ü", "Ünïcødé 😀", {"ключ": "値"})
+
+
+def test_lone_surrogates_reaching_the_validator_are_rejected() -> None:
+    """msgspec refuses them in JSON; events decoded some other way are still checked."""
+    ev = msgspec.convert(good(path="/a\ud800", user_agent="x\udfff"), IncomingEvent)
+    batch = validate_events([ev], project_id="p", received_at_us=NOW_US)
+    assert batch.rejected[0].errors == [
+        f"path: {SURROGATE_PROBLEM}", f"user_agent: {SURROGATE_PROBLEM}"]
+
+
+def test_json_cannot_smuggle_what_the_backslash_shortcut_skips() -> None:
+    """``check_text`` is False only without a backslash: raw control bytes, invalid UTF-8
+    and lone surrogates must stay decode errors for that to be sound."""
+    for body in (b'["a\x00b"]', b'["\xff"]', b'["\xed\xa0\x80"]', rb'["\ud800"]',
+                 rb'["\udc00"]'):
+        with pytest.raises(msgspec.DecodeError):
+            msgspec.json.decode(body)
+    assert not decode_incoming(orjson.dumps([good()])).check_text
+    assert decode_incoming(orjson.dumps([good(path="/a\x00")])).check_text
+
+
+def test_derived_endpoint_is_cut_to_the_endpoint_limit() -> None:
+    rec = run([good(path="/" + "a" * 2000)]).records[0]
+    assert len(rec.endpoint) == MAX_ENDPOINT
+
+
+@pytest.mark.parametrize("timestamp", [1e308, -1e308, 1e19, 9.3e12])
+def test_timestamps_that_overflow_microseconds_are_rejected_not_raised(timestamp: float) -> None:
+    batch = run([good(timestamp=timestamp), good(event_id="ok")])
+    assert [r.event_id for r in batch.records] == ["ok"]
+    assert batch.rejected[0].errors[0].startswith("timestamp: ")
+
+
+def test_non_finite_timestamp_is_rejected_naming_it() -> None:
+    ev = msgspec.structs.replace(msgspec.convert(good(), IncomingEvent), timestamp=math.nan)
+    batch = validate_events([ev], project_id="p", received_at_us=NOW_US)
+    assert batch.rejected[0].errors == ["timestamp: must be a finite number"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 5000 + b"]" * 5000,
+        b'[{"x": ' + b"[" * 5000 + b"]" * 5000 + b"}]",
+        b'[{"status_code": "x", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}]",
+        b'{"events": [{"x": ' + b'{"a":' * 5000 + b"1" + b"}" * 5000 + b"}]}",
+    ],
+)
+def test_deep_nesting_is_a_body_error_naming_the_limit(body: bytes) -> None:
+    with pytest.raises(BodyError) as info:
+        validate_batch(body, project_id="p", received_at_us=NOW_US)
+    assert str(info.value) == f"body: nested deeper than {MAX_JSON_DEPTH} levels"
+
+
+def test_bodies_up_to_the_depth_limit_are_read() -> None:
+    deep = "[" * (MAX_JSON_DEPTH - 3) + "]" * (MAX_JSON_DEPTH - 3)
+    body = b'{"events": [' + orjson.dumps(good())[:-1] + f', "x": {deep}}}]}}'.encode()
+    assert len(validate_batch(body, project_id="p", received_at_us=NOW_US).records) == 1
