@@ -5,8 +5,9 @@ DuckDB, Kafka tools). msgspec already guarantees valid UTF-8 on the wire and the
 ranges of ``schemas.event``; what it lets through, and PostgreSQL refuses, is:
 
 - U+0000 in any text (PostgreSQL ``text`` cannot hold it: "invalid byte sequence … 0x00");
-- lone surrogates (U+D800–U+DFFF, reachable through JSON ``\ud800`` escapes), which have no
-  UTF-8 encoding at all, so encoding the text for COPY, Parquet or Kafka fails;
+- lone surrogates (U+D800–U+DFFF), which have no UTF-8 encoding, so encoding the text for
+  COPY, Parquet or Kafka fails (msgspec refuses a ``\ud800`` escape on the wire, but text
+  from other sources — a Python agent, an older lake file — can still hold one);
 - non-finite numbers (not valid JSON, but a client library may still send them).
 
 ``text_problem`` checks one value (the gateway, per event and field); ``unstorable_mask``
