@@ -63,7 +63,7 @@ def up(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each server.")] = 90.0,
     services: Annotated[bool, typer.Option(
         "--services/--no-services",
-        help="Also migrate and start gateway, speed layer, rollups, lake, billing, query API.",
+        help="Also migrate and start gateway, speed layer, lake, billing, query API.",
     )] = False,
     demo_rate: Annotated[float, typer.Option(
         help="With --services: demo traffic in requests/s (0 = none).")] = 0.0,

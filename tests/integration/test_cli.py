@@ -96,8 +96,8 @@ def test_make_run_platform_serves_demo_traffic_end_to_end_and_down_stops_everyth
         assert up.returncode == 0, up.stdout + up.stderr
         assert f"http://127.0.0.1:{query_port}/" in up.stdout
         pids = [int(p.read_text()) for p in (state / "pids").glob("*.pid")]
-        # gateway, speed, rollups, lake, billing, query, alerting, demo
-        assert len(pids) == 8
+        # gateway, speed, lake, billing, query, alerting, demo
+        assert len(pids) == 7
         read_key = json.loads((state / "demo-keys.json").read_text())["read"]
 
         # Events travel agent → gateway → Kafka → speed layer → PostgreSQL → query API.

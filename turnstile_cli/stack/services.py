@@ -55,7 +55,6 @@ def platform_services(
                             str(gateway_port), "--log-level", "warning"),
                 f"http://127.0.0.1:{gateway_port}/readyz"),
         Service("speed", ("speed", "--workers", "1")),
-        Service("rollups", ("speed", "rollup", "--loop")),
         Service("lake", ("lake", "run"), env={"TURNSTILE_BATCH_LAKE_URI": lake}),
         Service("billing", ("billing", "schedule"), env={"TURNSTILE_BATCH_LAKE_URI": lake}),
         Service("query", ("query", "--port", str(query_port), "--lake-root", lake,
