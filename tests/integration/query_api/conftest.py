@@ -68,15 +68,17 @@ def _seed(conn: psycopg.Connection, a: Tenant, b: Tenant, now: datetime, lake: P
                  [float(10 + i)] * (i + 1)) for i in range(3)],
         Metric(DAY0 + timedelta(hours=10), pb, "cust-b", "/secret", "GET", 2, [1.0] * 50),
     ])
-    insert_metrics(conn, "metrics_1h", [
+    # metrics_1h / metrics_1d aggregate these minutes: DAY0's first three hours at minute 0,
+    # and one row at noon of each of five days (continuous aggregates take no rows).
+    insert_metrics(conn, "metrics_1m", [
         Metric(DAY0 + timedelta(hours=h), pa, key, "/users/{id}", "GET", sc,
                [float(h + 1)] * n, errors=n if sc >= 4 else 0, server_errors=n if sc == 5 else 0)
         for h in range(3) for key, sc, n in (("cust-1", 2, 10), ("cust-2", 5, 2))
-    ] + [Metric(DAY0, pb, "cust-b", "/secret", "GET", 2, [1.0] * 500)])
-    insert_metrics(conn, "metrics_1d", [
-        Metric(DAY0 + timedelta(days=d), pa, "cust-1", "/users/{id}", "GET", 2, [5.0] * (d + 1))
+    ] + [Metric(DAY0, pb, "cust-b", "/secret", "GET", 2, [1.0] * 500)] + [
+        Metric(DAY0 + timedelta(days=d, hours=12), pa, "cust-1", "/users/{id}", "GET", 2,
+               [5.0] * (d + 1))
         for d in range(5)
-    ] + [Metric(DAY0, pb, "cust-b", "/secret", "GET", 2, [1.0] * 700)])
+    ] + [Metric(DAY0 + timedelta(hours=12), pb, "cust-b", "/secret", "GET", 2, [1.0] * 700)])
     # the lake: DAY0 events for drill-down / countries / sub-minute series, and live events
     base = DAY0 + timedelta(hours=10)
     write_lake_file(lake, pa, [
