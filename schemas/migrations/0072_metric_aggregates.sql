@@ -94,8 +94,12 @@ SELECT add_continuous_aggregate_policy('metrics_1h', start_offset => INTERVAL '3
 SELECT add_continuous_aggregate_policy('metrics_1d', start_offset => INTERVAL '7 days',
                                        end_offset => INTERVAL '1 hour',
                                        schedule_interval => INTERVAL '30 minutes');
-SELECT add_retention_policy('metrics_1h', drop_after => INTERVAL '2 years');
-SELECT add_retention_policy('metrics_1d', drop_after => INTERVAL '2 years');
+-- Retention jobs start minutes apart (and stay apart: fixed daily schedules): dropping
+-- chunks of a hypertable and of its aggregates at the same moment can deadlock.
+SELECT add_retention_policy('metrics_1h', drop_after => INTERVAL '2 years',
+                            initial_start => now() + INTERVAL '20 minutes');
+SELECT add_retention_policy('metrics_1d', drop_after => INTERVAL '2 years',
+                            initial_start => now() + INTERVAL '40 minutes');
 
 -- pg_partman managed the old tables; nothing uses it any more.
 DROP EXTENSION IF EXISTS pg_partman;

@@ -3,4 +3,5 @@
 -- reconciliation that reads it can look.
 SELECT create_hypertable('late_events', by_range('bucket', INTERVAL '1 day'),
                          migrate_data => true);
-SELECT add_retention_policy('late_events', drop_after => INTERVAL '90 days');
+SELECT add_retention_policy('late_events', drop_after => INTERVAL '90 days',
+                            initial_start => now() + INTERVAL '50 minutes');

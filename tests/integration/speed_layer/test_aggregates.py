@@ -1,0 +1,116 @@
+"""metrics_1h / metrics_1d (continuous aggregates) against the minutes the speed layer wrote.
+
+The data is live: from an hour before today's midnight to now, so it spans hour and day
+boundaries, materialized buckets (the refresh policies are run) and the open hour and day
+(real-time aggregation). More events for the same minutes play the late re-emits.
+"""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from bytewax.testing import run_main
+
+from speed_layer.dataflow import build_flow
+from speed_layer.items import WINDOW_US
+from speed_layer.runner import ensure_dead_letter_topic
+from tests.integration.speed_layer.conftest import produce
+from tests.unit.speed_layer.fixtures import make_records
+
+_SUMS = ("request_count", "error_count", "server_error_count", "bytes_in", "bytes_out")
+_KEY = "project_id, api_key, endpoint, method, status_class"
+
+
+def rolled(db, prefix: str, source: str, unit: str) -> dict:
+    """Per (unit bucket, series): the sums, min, max and latency sum of ``source``'s rows."""
+    rows = db.execute(
+        f"SELECT date_trunc(%s, bucket), {_KEY}, {', '.join(f'sum({c})' for c in _SUMS)},"  # noqa: S608
+        f" min(latency_min), max(latency_max), round(sum(latency_sum)::numeric, 6)"
+        f" FROM {source} WHERE project_id LIKE %s GROUP BY 1, 2, 3, 4, 5, 6",
+        (unit, prefix + "%"),
+    ).fetchall()
+    return {tuple(r[:6]): tuple(r[6:]) for r in rows}
+
+
+def run_policy(db, view: str) -> None:
+    """What the refresh policy does on its schedule (test_policies shows it runs alone)."""
+    (job,) = db.execute(
+        "SELECT job_id FROM timescaledb_information.jobs WHERE hypertable_name = %s"
+        " AND proc_name = 'policy_refresh_continuous_aggregate'", (view,)).fetchone()
+    db.execute("CALL run_job(%s)", (job,))
+
+
+def watermark(db, view: str) -> datetime:
+    (mark,) = db.execute(
+        "SELECT _timescaledb_functions.to_timestamp(_timescaledb_functions.cagg_watermark("
+        "  h.id)) FROM timescaledb_information.continuous_aggregates c"
+        " JOIN _timescaledb_catalog.hypertable h"
+        "   ON h.schema_name = c.materialization_hypertable_schema"
+        "  AND h.table_name = c.materialization_hypertable_name WHERE c.view_name = %s",
+        (view,)).fetchone()
+    return mark
+
+
+def assert_levels_agree(db, prefix: str) -> None:
+    minutes_by_hour = rolled(db, prefix, "metrics_1m", "hour")
+    assert minutes_by_hour == rolled(db, prefix, "metrics_1h", "hour")
+    assert rolled(db, prefix, "metrics_1m", "day") == rolled(db, prefix, "metrics_1d", "day")
+
+
+def test_aggregates_equal_their_minutes_across_boundaries_reemits_and_open_buckets(
+        stack, db, speed_settings, project_prefix):
+    now = datetime.now(UTC)
+    start = now.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    minutes = int((now - start).total_seconds() // 60) + 1
+    settings = speed_settings(partitions=2, allowed_lateness_s=3 * 86400)
+    records = make_records(8_000, minutes=minutes, projects=2, keys=3, seed=21,
+                           start_us=int(start.timestamp() * 1e6), project_prefix=project_prefix)
+    records = [r for r in records if r.timestamp_us < now.timestamp() * 1e6]
+    ensure_dead_letter_topic(settings)
+    produce(stack.kafka_bootstrap, settings.kafka.events_topic, records[:5_000])
+    run_main(build_flow(settings))
+    assert_levels_agree(db, project_prefix)  # nothing materialized yet: all real-time
+
+    run_policy(db, "metrics_1h")
+    run_policy(db, "metrics_1d")
+    # finished hours and yesterday are materialized, the open hour and day are not
+    assert watermark(db, "metrics_1h") > start
+    assert watermark(db, "metrics_1h") <= now.replace(minute=0, second=0, microsecond=0)
+    assert watermark(db, "metrics_1d") <= now.replace(hour=0, minute=0, second=0, microsecond=0)
+    assert_levels_agree(db, project_prefix)
+
+    # Re-emits: more events for the same minutes, materialized hours and open ones alike.
+    produce(stack.kafka_bootstrap, settings.kafka.events_topic, records[5_000:])
+    run_main(build_flow(settings))
+    open_hour = now.replace(minute=0, second=0, microsecond=0)
+    fresh = {k: v for k, v in rolled(db, project_prefix, "metrics_1m", "hour").items()
+             if k[0] >= open_hour}
+    assert fresh, "the open hour has minutes"
+    assert fresh == {k: v for k, v in rolled(db, project_prefix, "metrics_1h", "hour").items()
+                     if k[0] >= open_hour}  # the open hour follows at once
+    run_policy(db, "metrics_1h")
+    run_policy(db, "metrics_1d")
+    assert_levels_agree(db, project_prefix)
+    totals = [db.execute(f"SELECT sum(request_count) FROM {t} WHERE project_id LIKE %s",  # noqa: S608
+                         (project_prefix + "%",)).fetchone()[0]
+              for t in ("metrics_1m", "metrics_1h", "metrics_1d")]
+    assert totals == [len(records)] * 3
+
+    # Digests merged in SQL: each level's percentile is the minutes' within t-digest error.
+    pcts = [db.execute(
+        f"SELECT tdigest_percentile(latency_digest, 0.99), min(latency_min), max(latency_max)"  # noqa: S608
+        f" FROM {t} WHERE project_id LIKE %s", (project_prefix + "%",)).fetchone()
+        for t in ("metrics_1m", "metrics_1h", "metrics_1d")]
+    for p99, low, high in pcts:
+        assert low <= p99 <= high
+        assert p99 == pytest.approx(pcts[0][0], rel=0.02)
+
+
+def test_refresh_windows_cover_the_lateness(db):
+    """An hour is materialized only once no window of it can still change."""
+    lateness = timedelta(minutes=5)
+    offsets = dict(db.execute(
+        "SELECT hypertable_name, (config->>'end_offset')::interval FROM"
+        " timescaledb_information.jobs WHERE proc_name = 'policy_refresh_continuous_aggregate'"
+        " AND hypertable_name IN ('metrics_1h', 'metrics_1d')").fetchall())
+    assert offsets["metrics_1h"] > lateness + timedelta(seconds=WINDOW_US / 1e6)
+    assert offsets["metrics_1d"] > offsets["metrics_1h"]
