@@ -2,7 +2,10 @@
 
 The rollups are ``metrics_1m`` (hypertable) and its continuous aggregates ``metrics_1h`` /
 ``metrics_1d`` with real-time aggregation, so every level includes the open buckets and a
-range's totals are the same whichever level serves it. Their statistics are composed
+range's totals are the same whichever level serves it. Each query reads, of the chosen
+bucket width, the smallest aggregate that has the columns it groups and filters on: per
+endpoint or per consumer (project-wide, far fewer series and digests) before the full
+series. Their statistics are composed
 from ``schemas.metric_tables`` (each measure merged as the aggregates merge it).
 Every statement is parameterised; the only identifiers composed into SQL are the rollup
 table names and dimension columns from the whitelists in ``params``, passed through
@@ -15,7 +18,7 @@ aggregate), so no digest ever travels to Python.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Any, Final
 
@@ -34,7 +37,7 @@ from query_api.params import (
     Rollup,
     TimeRange,
 )
-from schemas.metric_tables import MEASURE_BY_NAME, MEASURES, Merge
+from schemas.metric_tables import MEASURE_BY_NAME, MEASURES, Merge, smallest_table
 
 Conn = psycopg.Connection[Any]
 Row = dict[str, Any]
@@ -54,6 +57,11 @@ _DIGEST: Final = next(m.name for m in MEASURES if m.merge is Merge.TDIGEST)
 _PCTS: Final = sql.SQL("tdigest_percentile({}, %s::float8[]) AS percentiles").format(
     sql.Identifier(_DIGEST))
 _REQUESTS: Final = MEASURE_BY_NAME["request_count"]
+
+
+def _source(table: Rollup, columns: Iterable[str]) -> sql.Identifier:
+    """The smallest table of ``table``'s bucket width that has ``columns`` (same totals)."""
+    return sql.Identifier(smallest_table(table.seconds, {"project_id", *columns}).name)
 
 
 def _where(project_id: str, rng: TimeRange, filters: Filters) -> tuple[sql.Composable, list[Any]]:
@@ -91,7 +99,7 @@ def totals(conn: Conn, table: Rollup, project_id: str, rng: TimeRange,
     """One row of statistics (with percentiles) over the whole range."""
     where, params = _where(project_id, rng, filters)
     query = sql.SQL("SELECT {stats}, {pcts} FROM {table} WHERE {where}").format(
-        stats=_STATS, pcts=_PCTS, table=sql.Identifier(table.value), where=where)
+        stats=_STATS, pcts=_PCTS, table=_source(table, filters.values), where=where)
     return _fetch(conn, query, [list(PERCENTILES), *params])[0]
 
 
@@ -116,7 +124,7 @@ def breakdown(
         "ORDER BY requests DESC, {cols}{limit}"
     ).format(
         cols=cols, stats=_STATS, pcts=sql.SQL(", ") + _PCTS if percentiles else sql.SQL(""),
-        table=sql.Identifier(table.value), where=where,
+        table=_source(table, [*dims, *filters.values]), where=where,
         limit=sql.SQL(" LIMIT %s") if limit is not None else sql.SQL(""),
     )
     args: list[Any] = ([list(PERCENTILES)] if percentiles else []) + params
@@ -134,7 +142,7 @@ def series(conn: Conn, table: Rollup, project_id: str, rng: TimeRange, step: int
         "SELECT {bucket} AS ts, {stats}{pcts} FROM {table} WHERE {where} GROUP BY 1 ORDER BY 1"
     ).format(bucket=bucket, stats=_STATS,
              pcts=sql.SQL(", ") + _PCTS if percentiles else sql.SQL(""),
-             table=sql.Identifier(table.value), where=where)
+             table=_source(table, filters.values), where=where)
     args = bucket_params + ([list(PERCENTILES)] if percentiles else []) + params
     return _fetch(conn, query, args)
 
@@ -184,7 +192,7 @@ def grouped_series(
         query = sql.SQL(
             "SELECT {bucket} AS ts, {measure} AS value FROM {table} WHERE {where} "
             "GROUP BY 1 ORDER BY 1"
-        ).format(bucket=bucket, measure=measure, table=sql.Identifier(table.value), where=where)
+        ).format(bucket=bucket, measure=measure, table=_source(table, filters.values), where=where)
         return _fetch(conn, query, bucket_params + measure_params + params)
     cols = sql.SQL(", ").join(sql.Identifier(d) for d in group)
     query = sql.SQL(
@@ -192,7 +200,7 @@ def grouped_series(
         "ORDER BY {requests} DESC LIMIT %s) "
         "SELECT {bucket} AS ts, {cols}, {measure} AS value FROM {table} JOIN top USING ({cols}) "
         "WHERE {where} GROUP BY {group_by} ORDER BY 1"
-    ).format(cols=cols, table=sql.Identifier(table.value), where=where, bucket=bucket,
+    ).format(cols=cols, table=_source(table, [*group, *filters.values]), where=where, bucket=bucket,
              measure=measure, requests=_merged(_REQUESTS.name),
              group_by=sql.SQL(", ").join([sql.SQL("1"), *(sql.Identifier(d) for d in group)]))
     return _fetch(conn, query, [*params, max_groups, *bucket_params, *measure_params, *params])
@@ -204,7 +212,7 @@ def requests_between(conn: Conn, table: Rollup, project_id: str, api_key: str,
     row = conn.execute(
         sql.SQL("SELECT coalesce({}, 0)::bigint FROM {} "
                 "WHERE project_id = %s AND bucket >= %s AND bucket < %s AND api_key = %s"
-                ).format(_merged(_REQUESTS.name), sql.Identifier(table.value)),
+                ).format(_merged(_REQUESTS.name), _source(table, ["api_key"])),
         (project_id, start, end, api_key),
     ).fetchone()
     return int(row[0]) if row else 0

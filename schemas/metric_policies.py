@@ -8,14 +8,21 @@ differ, so it is safe to run at every start. Values are PostgreSQL intervals.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import psycopg
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas.metric_tables import ALL_TABLES
+
 
 class MetricPolicySettings(BaseSettings):
-    """``TURNSTILE_METRICS_*``: when chunks are compressed and when rows are dropped."""
+    """``TURNSTILE_METRICS_*``: when chunks are compressed and when rows are dropped.
+
+    ``retention_1m``/``1h``/``1d`` apply to every table of that level (the full series and
+    the project-wide aggregates alike).
+    """
 
     model_config = SettingsConfigDict(env_prefix="TURNSTILE_METRICS_", frozen=True,
                                       extra="ignore")
@@ -37,11 +44,15 @@ class Policy:
     setting: str
 
 
+# An aggregate without a refresh policy is refreshed up to this long ago.
+SETTLED: Final = timedelta(hours=2)
+
+_LEVEL_SETTING: Final = {60: "retention_1m", 3600: "retention_1h", 86400: "retention_1d"}
+
 POLICIES: Final = (
     Policy("metrics_1m", "policy_compression", "compress_after", "compress_after"),
-    Policy("metrics_1m", "policy_retention", "drop_after", "retention_1m"),
-    Policy("metrics_1h", "policy_retention", "drop_after", "retention_1h"),
-    Policy("metrics_1d", "policy_retention", "drop_after", "retention_1d"),
+    *(Policy(t.name, "policy_retention", "drop_after", _LEVEL_SETTING[t.seconds])
+      for t in ALL_TABLES),
     Policy("late_events", "policy_retention", "drop_after", "retention_late_events"),
 )
 
@@ -80,3 +91,29 @@ ORDER BY j.job_id"""
 def jobs(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
     """Every TimescaleDB job with its table, schedule, config and last run."""
     return conn.execute(_JOBS).fetchall()
+
+
+_END_OFFSET = """
+SELECT (config->>'end_offset')::interval FROM timescaledb_information.jobs
+WHERE proc_name = 'policy_refresh_continuous_aggregate' AND hypertable_schema = 'public'
+  AND hypertable_name = %s"""
+
+
+def refresh_aggregates(conn: psycopg.Connection[Any], start: datetime | None,
+                       end: datetime | None = None) -> None:
+    """Materialize ``[start, end)`` of every continuous aggregate, each after its source.
+
+    What each refresh policy does, over a longer window: the policies only look back their
+    start offset (3 days for hours), so minutes written for older buckets (a backfill, a
+    replay after a long outage) reach the aggregates through this. Each aggregate stops
+    at its policy's end offset before now, so open buckets stay real-time and re-emits
+    into them show at once. ``conn`` must be in autocommit mode.
+    """
+    now = datetime.now(UTC)
+    for table in ALL_TABLES:
+        if table.source is None:
+            continue
+        row = conn.execute(_END_OFFSET, (table.name,)).fetchone()
+        until = now - (row[0] if row else SETTLED)
+        conn.execute("CALL refresh_continuous_aggregate(%s, %s, %s)",
+                     (table.name, start, until if end is None else min(end, until)))

@@ -1,4 +1,4 @@
-"""``turnstile db migrate|status|policies``: the PostgreSQL schema and TimescaleDB jobs.
+"""``turnstile db migrate|status|refresh|policies``: the schema and TimescaleDB's jobs.
 
 The DSN comes from ``--database-url``, else ``TURNSTILE_DATABASE_URL``, else the local
 stack's default (port 15432).
@@ -62,6 +62,29 @@ def status(database_url: DatabaseUrlOption = None) -> None:
     _console.print(table)
     if any(row.state in ("pending", "changed") for row in rows):
         raise typer.Exit(1)
+
+
+@app.command()
+def refresh(
+    start: Annotated[str | None, typer.Option(help="ISO time; default: the beginning.")] = None,
+    end: Annotated[str | None, typer.Option(
+        help="ISO time; default: now less each policy's end offset.")] = None,
+    database_url: DatabaseUrlOption = None,
+) -> None:
+    """Materialize the continuous aggregates over a range (after a backfill or a replay).
+
+    For minutes older than the refresh policies look back (3 days for hours).
+    """
+    from datetime import datetime
+
+    import psycopg
+
+    from schemas.metric_policies import refresh_aggregates
+
+    with psycopg.connect(_dsn(database_url), autocommit=True) as conn:
+        refresh_aggregates(conn, datetime.fromisoformat(start) if start else None,
+                           datetime.fromisoformat(end) if end else None)
+    _console.print("continuous aggregates refreshed")
 
 
 @app.command()

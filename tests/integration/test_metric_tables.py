@@ -2,22 +2,22 @@
 
 import pytest
 
-from schemas.metric_tables import MEASURES, METRIC_TABLES, SERIES_KEY, TIME_COLUMN
+from schemas.metric_tables import ALL_TABLES, MEASURES, TIME_COLUMN
 
 _COLUMNS = """
 SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
 WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"""
 
 
-@pytest.mark.parametrize("table", METRIC_TABLES, ids=lambda t: t.name)
+@pytest.mark.parametrize("table", ALL_TABLES, ids=lambda t: t.name)
 def test_table_columns_are_the_defined_key_and_measures(db, table):
     expected = [(TIME_COLUMN, "timestamp with time zone"),
-                *((c.name, c.sql_type) for c in SERIES_KEY),
+                *((c.name, c.sql_type) for c in table.key),
                 *((m.name, m.sql_type) for m in MEASURES)]
     assert db.execute(_COLUMNS, (table.name,)).fetchall() == expected
 
 
-@pytest.mark.parametrize("table", [t for t in METRIC_TABLES if t.source],
+@pytest.mark.parametrize("table", [t for t in ALL_TABLES if t.source],
                          ids=lambda t: t.name)
 def test_continuous_aggregate_is_the_composed_select(db, table):
     (stored,) = db.execute("SELECT view_definition FROM timescaledb_information."

@@ -189,8 +189,9 @@ def test_retention_drops_only_what_is_past_its_horizon(own_db):
 def test_policy_settings_reach_the_jobs(own_db):
     conn = own_db
     settings = MetricPolicySettings(compress_after="3 hours", retention_1m="14 days")
-    assert sorted(apply_policies(conn, settings)) == [
-        "metrics_1m compress_after = 3 hours", "metrics_1m drop_after = 14 days"]
+    assert sorted(apply_policies(conn, settings)) == [  # every table of the minute level
+        "metrics_1m compress_after = 3 hours", "metrics_1m drop_after = 14 days",
+        "metrics_consumers_1m drop_after = 14 days", "metrics_endpoints_1m drop_after = 14 days"]
     assert apply_policies(conn, settings) == []  # applied once: nothing left to change
     configs = dict(conn.execute(
         "SELECT proc_name, config FROM timescaledb_information.jobs"

@@ -27,6 +27,7 @@ from query_api.app import create_app
 from query_api.settings import QuerySettings
 from schemas import keystore
 from schemas.keys import KeyKind
+from schemas.metric_policies import refresh_aggregates
 from schemas.settings import DatabaseSettings
 from tests.integration.query_api.fixtures import Metric, insert_metrics, write_lake_file
 
@@ -146,8 +147,10 @@ def site(stack, tmp_path_factory) -> Iterator[Site]:
         keystore.create_project(conn, pid, "Dashboard demo")
         read_key = keystore.create_key(conn, pid, KeyKind.READ, "wall screen").secret
         seed = [replace(r, project_id=pid) for r in _traffic(now)]
-        # metrics_1h / metrics_1d are continuous aggregates of these minutes
+        # metrics_1h / metrics_1d are continuous aggregates of these minutes, hours old
+        # when written: refreshed as after a backfill
         insert_metrics(conn, "metrics_1m", _rolled(seed, timedelta(minutes=1)))
+        refresh_aggregates(conn, now - timedelta(days=31))
     _write_lake(lake, pid, [r for r in seed if r.bucket >= now - timedelta(days=1)])
 
     settings = QuerySettings(database=DatabaseSettings(url=stack.database_url), lake_root=lake,

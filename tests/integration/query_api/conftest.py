@@ -17,6 +17,7 @@ from query_api.deps import get_now
 from query_api.settings import QuerySettings
 from schemas import keystore
 from schemas.keys import KeyKind
+from schemas.metric_policies import refresh_aggregates
 from schemas.settings import DatabaseSettings
 from tests.integration.query_api.fixtures import Metric, insert_metrics, write_lake_file
 
@@ -127,6 +128,8 @@ def world(stack, tmp_path_factory) -> Iterator[World]:
     with psycopg.connect(stack.database_url, autocommit=True) as conn:
         a, b = _tenant(conn, "proj-a"), _tenant(conn, "proj-b")
         _seed(conn, a, b, now, lake)
+        # fixed past days: older than the refresh policies look back (as after a backfill)
+        refresh_aggregates(conn, DAY0 - timedelta(days=1), DAY0 + timedelta(days=8))
     settings = QuerySettings(database=DatabaseSettings(url=stack.database_url), lake_root=lake,
                              pool_max_size=4)
     app = create_app(settings)

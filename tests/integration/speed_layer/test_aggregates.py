@@ -14,6 +14,7 @@ from bytewax.testing import run_main
 
 from query_api.params import Rollup, TimeRange
 from query_api.repository import totals
+from schemas.metric_tables import ALL_TABLES
 from speed_layer.dataflow import build_flow
 from speed_layer.items import WINDOW_US
 from speed_layer.runner import ensure_dead_letter_topic
@@ -24,15 +25,17 @@ _SUMS = ("request_count", "error_count", "server_error_count", "bytes_in", "byte
 _KEY = "project_id, api_key, endpoint, method, status_class"
 
 
-def rolled(db, prefix: str, source: str, unit: str) -> dict:
+def rolled(db, prefix: str, source: str, unit: str, key: str = _KEY) -> dict:
     """Per (unit bucket, series): the sums, min, max and latency sum of ``source``'s rows."""
+    width = key.count(",") + 2
     rows = db.execute(
-        f"SELECT date_trunc(%s, bucket), {_KEY}, {', '.join(f'sum({c})' for c in _SUMS)},"  # noqa: S608
+        f"SELECT date_trunc(%s, bucket), {key}, {', '.join(f'sum({c})' for c in _SUMS)},"  # noqa: S608
         f" min(latency_min), max(latency_max), round(sum(latency_sum)::numeric, 6)"
-        f" FROM {source} WHERE project_id LIKE %s GROUP BY 1, 2, 3, 4, 5, 6",
+        f" FROM {source} WHERE project_id LIKE %s"
+        f" GROUP BY {', '.join(str(i) for i in range(1, width + 1))}",
         (unit, prefix + "%"),
     ).fetchall()
-    return {tuple(r[:6]): tuple(r[6:]) for r in rows}
+    return {tuple(r[:width]): tuple(r[width:]) for r in rows}
 
 
 def run_policy(db, view: str) -> None:
@@ -55,9 +58,17 @@ def watermark(db, view: str) -> datetime:
 
 
 def assert_levels_agree(db, prefix: str) -> None:
-    minutes_by_hour = rolled(db, prefix, "metrics_1m", "hour")
-    assert minutes_by_hour == rolled(db, prefix, "metrics_1h", "hour")
-    assert rolled(db, prefix, "metrics_1m", "day") == rolled(db, prefix, "metrics_1d", "day")
+    for table in ALL_TABLES[1:]:
+        key = ", ".join(table.key_names)
+        for unit in ("minute", "hour", "day"):
+            if table.seconds <= {"minute": 60, "hour": 3600, "day": 86400}[unit]:
+                assert rolled(db, prefix, table.name, unit, key) == rolled(
+                    db, prefix, "metrics_1m", unit, key), (table.name, unit)
+
+
+def run_policies(db) -> None:
+    for table in ALL_TABLES[1:]:  # each level after the one it aggregates
+        run_policy(db, table.name)
 
 
 def test_aggregates_equal_their_minutes_across_boundaries_reemits_and_open_buckets(
@@ -74,8 +85,7 @@ def test_aggregates_equal_their_minutes_across_boundaries_reemits_and_open_bucke
     run_main(build_flow(settings))
     # These minutes are hours old when written (a backfill): hours the policy had already
     # passed (it runs every 5 minutes) show them after its next run, as here.
-    run_policy(db, "metrics_1h")
-    run_policy(db, "metrics_1d")
+    run_policies(db)
     # finished hours and yesterday are materialized, the open hour and day are not
     assert watermark(db, "metrics_1h") > start
     assert watermark(db, "metrics_1h") <= now.replace(minute=0, second=0, microsecond=0)
@@ -91,8 +101,7 @@ def test_aggregates_equal_their_minutes_across_boundaries_reemits_and_open_bucke
     assert fresh, "the open hour has minutes"
     assert fresh == {k: v for k, v in rolled(db, project_prefix, "metrics_1h", "hour").items()
                      if k[0] >= open_hour}  # the open hour follows at once
-    run_policy(db, "metrics_1h")
-    run_policy(db, "metrics_1d")
+    run_policies(db)
     assert_levels_agree(db, project_prefix)
     sums = [db.execute(f"SELECT sum(request_count) FROM {t} WHERE project_id LIKE %s",  # noqa: S608
                          (project_prefix + "%",)).fetchone()[0]
