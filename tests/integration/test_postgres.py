@@ -106,3 +106,13 @@ def test_metrics_1m_chunks_old_and_new_keep_room_for_hot_updates(db, project):
         " WHERE i.inhparent = 'metrics_1m'::regclass").fetchall())
     assert options and all(o == ["fillfactor=70"] for o in options.values()), options
     db.execute("DELETE FROM metrics_1m WHERE project_id = %s", [project])
+
+
+def test_a_server_without_timescaledb_is_refused_with_the_fix(tmp_path):
+    from turnstile_cli.stack import PostgresServer, StackError
+
+    (tmp_path / "pg" / "bin").mkdir(parents=True)
+    (tmp_path / "pg" / "lib").mkdir()
+    server = PostgresServer(tmp_path / "state", port=1, bin_dir=tmp_path / "pg" / "bin")
+    with pytest.raises(StackError, match=r"TimescaleDB is not installed .*deploy/install\.sh"):
+        server.start(timeout=1)
