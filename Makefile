@@ -23,7 +23,7 @@ lint: install ## ruff and mypy only
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-install: ## Install system packages, the venv and the Kafka jars (skips what is done)
+install: ## Install system packages, TimescaleDB (built once), the venv and the Kafka jars (skips what is done)
 	@deploy/install.sh
 
 clean: down ## Stop the stack; delete its state (.turnstile), caches and install stamps

@@ -1,5 +1,8 @@
 """Every enabled rule's window measured in one query over ``metrics_1m``.
 
+Windows are whole minutes (at most an hour, always including the open minute), so the
+minute hypertable serves them; its measures merge as ``schemas.metric_tables`` says.
+
 A rule's window is its last ``window_minutes`` minutes *including the current one*: the
 speed layer writes open minutes every few seconds, so an error spike is seen within the
 minute it happens. Percentiles merge the minutes' t-digests in PostgreSQL.
@@ -13,14 +16,17 @@ from typing import Any, Final
 import psycopg
 
 from alerting.rules import RULE_COLUMNS, RULE_WIDTH, Rule, Window
+from schemas.metric_tables import MEASURE_BY_NAME, MEASURES, Merge
 
 _MAX_WINDOW: Final = timedelta(minutes=60)  # the table's CHECK; lets the planner prune days
 
+_SUMS: Final = ", ".join(f"coalesce({MEASURE_BY_NAME[name].merged('m')}, 0)" for name in (
+    "request_count", "error_count", "server_error_count", "latency_sum"))
+_DIGEST: Final = next(m.name for m in MEASURES if m.merge is Merge.TDIGEST)
+
 _MEASURE: Final = f"""
-SELECT {RULE_COLUMNS},
-       coalesce(sum(m.request_count), 0), coalesce(sum(m.error_count), 0),
-       coalesce(sum(m.server_error_count), 0), coalesce(sum(m.latency_sum), 0),
-       tdigest_percentile(m.latency_digest, ARRAY[0.5, 0.95, 0.99]::float8[])
+SELECT {RULE_COLUMNS}, {_SUMS},
+       tdigest_percentile(m.{_DIGEST}, ARRAY[0.5, 0.95, 0.99]::float8[])
 FROM alert_rules r
 LEFT JOIN metrics_1m m
        ON m.project_id = r.project_id
@@ -32,7 +38,7 @@ LEFT JOIN metrics_1m m
       AND (r.method IS NULL OR m.method = r.method)
 WHERE r.enabled
 GROUP BY r.rule_id
-ORDER BY r.rule_id"""  # noqa: S608 - the columns are Rule's field names
+ORDER BY r.rule_id"""  # noqa: S608 - Rule's field names and schemas.metric_tables' measures
 
 
 def window_end(now: datetime) -> datetime:

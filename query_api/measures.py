@@ -99,6 +99,19 @@ def check_pair(value: Value, agg: Aggregation) -> None:
             "aggregation", f"{value.value} is a count: use aggregation=count or sum")
 
 
+# The metric-table measure (schemas.metric_tables) that holds each value's sum/min/max; a
+# mean is the sum per request, percentiles merge the latency digest.
+VALUE_MEASURES: Final[dict[Value, dict[AggKind, str]]] = {
+    Value.REQUESTS: {AggKind.SUM: "request_count"},
+    Value.ERRORS: {AggKind.SUM: "error_count"},
+    Value.SERVER_ERRORS: {AggKind.SUM: "server_error_count"},
+    Value.LATENCY: {AggKind.SUM: "latency_sum", AggKind.MIN: "latency_min",
+                    AggKind.MAX: "latency_max"},
+    Value.REQUEST_BYTES: {AggKind.SUM: "bytes_in"},
+    Value.RESPONSE_BYTES: {AggKind.SUM: "bytes_out"},
+}
+
+
 def rollup_can_serve(value: Value, agg: Aggregation) -> bool:
     """Rollups keep sum/min/max/digest of latency but only sums of bytes."""
     if value in COUNTER_VALUES or value is Value.LATENCY:

@@ -1,16 +1,24 @@
 """All SQL of the query API: rollup statistics, series, billing, quotas.
 
+The rollups are ``metrics_1m`` (hypertable) and its continuous aggregates ``metrics_1h`` /
+``metrics_1d`` with real-time aggregation, so every level includes the open buckets and a
+range's totals are the same whichever level serves it. Each query reads, of the chosen
+bucket width, the smallest aggregate that has the columns it groups and filters on: per
+endpoint or per consumer (project-wide, far fewer series and digests) before the full
+series. Their statistics are composed
+from ``schemas.metric_tables`` (each measure merged as the aggregates merge it).
 Every statement is parameterised; the only identifiers composed into SQL are the rollup
 table names and dimension columns from the whitelists in ``params``, passed through
-``sql.Identifier``. Every query is scoped by ``project_id`` first, which is also the
-leading column of every index, so a key can never read another tenant's rows.
+``sql.Identifier``, and measure expressions of ``schemas.metric_tables``. Every query is
+scoped by ``project_id`` first, which is also the leading column of every index, so a
+key can never read another tenant's rows.
 Percentiles merge the per-bucket t-digests inside PostgreSQL (``tdigest_percentile``
 aggregate), so no digest ever travels to Python.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Any, Final
 
@@ -18,7 +26,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from query_api.measures import AggKind, Aggregation, Value
+from query_api.measures import VALUE_MEASURES, AggKind, Aggregation, Value
 from query_api.params import (
     EPOCH,
     NO_FILTERS,
@@ -29,24 +37,31 @@ from query_api.params import (
     Rollup,
     TimeRange,
 )
+from schemas.metric_tables import MEASURE_BY_NAME, MEASURES, Merge, smallest_table
 
 Conn = psycopg.Connection[Any]
 Row = dict[str, Any]
 
 PERCENTILES: Final = (0.5, 0.95, 0.99)
 
-# The statistics every breakdown and series carries, from which ``shaping`` derives rates.
-_STATS: Final = sql.SQL(
-    "sum(request_count)::bigint AS requests, "
-    "sum(error_count)::bigint AS errors, "
-    "sum(server_error_count)::bigint AS server_errors, "
-    "sum(latency_sum) AS latency_sum, "
-    "min(latency_min) AS latency_min, "
-    "max(latency_max) AS latency_max, "
-    "sum(bytes_in)::bigint AS bytes_in, "
-    "sum(bytes_out)::bigint AS bytes_out"
+# The statistics every breakdown and series carries, from which ``shaping`` derives rates:
+# every measure but the digest, merged, under the names ``shaping`` reads.
+_STAT_NAMES: Final = {"request_count": "requests", "error_count": "errors",
+                      "server_error_count": "server_errors"}
+_STATS: Final = sql.SQL(", ").join(
+    sql.SQL("{} AS {}").format(sql.SQL(m.merged()), sql.Identifier(_STAT_NAMES.get(m.name,
+                                                                                  m.name)))
+    for m in MEASURES if m.merge is not Merge.TDIGEST
 )
-_PCTS: Final = sql.SQL("tdigest_percentile(latency_digest, %s::float8[]) AS percentiles")
+_DIGEST: Final = next(m.name for m in MEASURES if m.merge is Merge.TDIGEST)
+_PCTS: Final = sql.SQL("tdigest_percentile({}, %s::float8[]) AS percentiles").format(
+    sql.Identifier(_DIGEST))
+_REQUESTS: Final = MEASURE_BY_NAME["request_count"]
+
+
+def _source(table: Rollup, columns: Iterable[str]) -> sql.Identifier:
+    """The smallest table of ``table``'s bucket width that has ``columns`` (same totals)."""
+    return sql.Identifier(smallest_table(table.seconds, {"project_id", *columns}).name)
 
 
 def _where(project_id: str, rng: TimeRange, filters: Filters) -> tuple[sql.Composable, list[Any]]:
@@ -84,7 +99,7 @@ def totals(conn: Conn, table: Rollup, project_id: str, rng: TimeRange,
     """One row of statistics (with percentiles) over the whole range."""
     where, params = _where(project_id, rng, filters)
     query = sql.SQL("SELECT {stats}, {pcts} FROM {table} WHERE {where}").format(
-        stats=_STATS, pcts=_PCTS, table=sql.Identifier(table.value), where=where)
+        stats=_STATS, pcts=_PCTS, table=_source(table, filters.values), where=where)
     return _fetch(conn, query, [list(PERCENTILES), *params])[0]
 
 
@@ -109,7 +124,7 @@ def breakdown(
         "ORDER BY requests DESC, {cols}{limit}"
     ).format(
         cols=cols, stats=_STATS, pcts=sql.SQL(", ") + _PCTS if percentiles else sql.SQL(""),
-        table=sql.Identifier(table.value), where=where,
+        table=_source(table, [*dims, *filters.values]), where=where,
         limit=sql.SQL(" LIMIT %s") if limit is not None else sql.SQL(""),
     )
     args: list[Any] = ([list(PERCENTILES)] if percentiles else []) + params
@@ -127,35 +142,31 @@ def series(conn: Conn, table: Rollup, project_id: str, rng: TimeRange, step: int
         "SELECT {bucket} AS ts, {stats}{pcts} FROM {table} WHERE {where} GROUP BY 1 ORDER BY 1"
     ).format(bucket=bucket, stats=_STATS,
              pcts=sql.SQL(", ") + _PCTS if percentiles else sql.SQL(""),
-             table=sql.Identifier(table.value), where=where)
+             table=_source(table, filters.values), where=where)
     args = bucket_params + ([list(PERCENTILES)] if percentiles else []) + params
     return _fetch(conn, query, args)
 
 
+def _merged(name: str, cast: str = "") -> sql.Composable:
+    return sql.SQL(MEASURE_BY_NAME[name].merged() + cast)
+
+
 def _measure(value: Value, agg: Aggregation) -> tuple[sql.Composable, list[Any]]:
     """The SQL aggregate for one (value, aggregation) pair that the rollups can serve."""
-    counters = {Value.REQUESTS: "request_count", Value.ERRORS: "error_count",
-                Value.SERVER_ERRORS: "server_error_count"}
-    if value in counters:
-        return sql.SQL("sum({})::float8").format(sql.Identifier(counters[value])), []
+    per_request = sql.SQL(" / nullif({}, 0)").format(_merged(_REQUESTS.name))
+    if value in (Value.REQUESTS, Value.ERRORS, Value.SERVER_ERRORS):
+        return _merged(VALUE_MEASURES[value][AggKind.SUM], "::float8"), []
     if agg.kind is AggKind.COUNT:
-        return sql.SQL("sum(request_count)::float8"), []
-    if value is Value.LATENCY:
-        simple = {
-            AggKind.SUM: "sum(latency_sum)",
-            AggKind.MEAN: "sum(latency_sum) / nullif(sum(request_count), 0)",
-            AggKind.MIN: "min(latency_min)",
-            AggKind.MAX: "max(latency_max)",
-        }
-        if agg.kind is AggKind.PERCENTILE:
-            return sql.SQL("tdigest_percentile(latency_digest, %s::float8)"), [agg.fraction]
-        return sql.SQL(simple[agg.kind]), []  # noqa: S608 - constant text chosen by enum
-    column = sql.Identifier("bytes_in" if value is Value.REQUEST_BYTES else "bytes_out")
-    if agg.kind is AggKind.SUM:
-        return sql.SQL("sum({})::float8").format(column), []
-    if agg.kind is AggKind.MEAN:
-        return sql.SQL("sum({})::float8 / nullif(sum(request_count), 0)").format(column), []
-    raise ValueError(f"rollups cannot serve {agg} of {value}")
+        return _merged(_REQUESTS.name, "::float8"), []
+    if value is Value.LATENCY and agg.kind is AggKind.PERCENTILE:
+        return sql.SQL("tdigest_percentile({}, %s::float8)").format(
+            sql.Identifier(_DIGEST)), [agg.fraction]
+    kind = AggKind.SUM if agg.kind is AggKind.MEAN else agg.kind
+    column = VALUE_MEASURES[value].get(kind)
+    if column is None:
+        raise ValueError(f"rollups cannot serve {agg} of {value}")
+    expr = _merged(column, "::float8")
+    return (expr + per_request if agg.kind is AggKind.MEAN else expr), []
 
 
 def grouped_series(
@@ -181,16 +192,16 @@ def grouped_series(
         query = sql.SQL(
             "SELECT {bucket} AS ts, {measure} AS value FROM {table} WHERE {where} "
             "GROUP BY 1 ORDER BY 1"
-        ).format(bucket=bucket, measure=measure, table=sql.Identifier(table.value), where=where)
+        ).format(bucket=bucket, measure=measure, table=_source(table, filters.values), where=where)
         return _fetch(conn, query, bucket_params + measure_params + params)
     cols = sql.SQL(", ").join(sql.Identifier(d) for d in group)
     query = sql.SQL(
         "WITH top AS (SELECT {cols} FROM {table} WHERE {where} GROUP BY {cols} "
-        "ORDER BY sum(request_count) DESC LIMIT %s) "
+        "ORDER BY {requests} DESC LIMIT %s) "
         "SELECT {bucket} AS ts, {cols}, {measure} AS value FROM {table} JOIN top USING ({cols}) "
         "WHERE {where} GROUP BY {group_by} ORDER BY 1"
-    ).format(cols=cols, table=sql.Identifier(table.value), where=where, bucket=bucket,
-             measure=measure,
+    ).format(cols=cols, table=_source(table, [*group, *filters.values]), where=where, bucket=bucket,
+             measure=measure, requests=_merged(_REQUESTS.name),
              group_by=sql.SQL(", ").join([sql.SQL("1"), *(sql.Identifier(d) for d in group)]))
     return _fetch(conn, query, [*params, max_groups, *bucket_params, *measure_params, *params])
 
@@ -199,9 +210,9 @@ def requests_between(conn: Conn, table: Rollup, project_id: str, api_key: str,
                      start: datetime, end: datetime) -> int:
     """Exact request count of one consumer over ``[start, end)`` (quota usage)."""
     row = conn.execute(
-        sql.SQL("SELECT coalesce(sum(request_count), 0)::bigint FROM {} "
+        sql.SQL("SELECT coalesce({}, 0)::bigint FROM {} "
                 "WHERE project_id = %s AND bucket >= %s AND bucket < %s AND api_key = %s"
-                ).format(sql.Identifier(table.value)),
+                ).format(_merged(_REQUESTS.name), _source(table, ["api_key"])),
         (project_id, start, end, api_key),
     ).fetchone()
     return int(row[0]) if row else 0

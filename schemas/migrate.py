@@ -4,9 +4,12 @@ Each file runs in its own transaction together with the row recording it in
 ``schema_migrations``, so a failed file leaves nothing behind. A session advisory lock
 makes concurrent runners (several services starting at once) queue instead of racing.
 A file whose checksum changed after it was applied is refused: fix forward with a new
-file. Pending files are applied in version order even when a later version is already
-applied, because engineers add numbered files in parallel. A file whose first line is
-``-- migrate: no-transaction`` runs outside a transaction (CREATE INDEX CONCURRENTLY).
+file. The one exception is ``REWRITTEN``: files rewritten when pg_partman left (a fresh
+machine no longer has it), whose old text a database may have applied; the migrations
+that follow convert either state. Pending files are applied in version order even when
+a later version is already applied, because engineers add numbered files in parallel.
+A file whose first line is ``-- migrate: no-transaction`` runs outside a transaction
+(CREATE INDEX CONCURRENTLY).
 """
 
 from __future__ import annotations
@@ -28,6 +31,13 @@ ADVISORY_LOCK_KEY = int.from_bytes(hashlib.sha256(b"turnstile.migrate").digest()
                                    signed=True)
 _FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _NO_TRANSACTION = "-- migrate: no-transaction"
+# version → checksums of earlier texts that databases applied; 0071/0072 convert those.
+REWRITTEN: dict[int, frozenset[str]] = {
+    1: frozenset({"ecb8119c477c3b39a64dbcf9da66e3d954aa19d76b95ce84f5be40d89a6570fa"}),
+    3: frozenset({"49b1d84479d9d3da1f5b445eabd44c2648ef3d5919469482194f0ea8835ac9db"}),
+    20: frozenset({"44563498c46c5cb158d2124a1b983953a2886842212fddae835e352c6b15df67"}),
+    23: frozenset({"8698ee142649f9aa646ef8f193fe9ee9fda0d1f8e12017616afcd3c9a7be44c4"}),
+}
 
 _CREATE_TABLE = f"""
 CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (
@@ -128,7 +138,7 @@ def status(dsn: str, directory: Path = MIGRATIONS_DIR) -> list[MigrationStatus]:
         elif record is None:
             rows.append(MigrationStatus(version, on_disk.name, "pending", None))
         else:
-            state: State = "applied" if on_disk.checksum == record[1] else "changed"
+            state: State = "applied" if _same(on_disk, record[1]) else "changed"
             rows.append(MigrationStatus(version, on_disk.name, state, record[2]))
     return rows
 
@@ -140,10 +150,15 @@ def _applied(conn: psycopg.Connection[TupleRow]) -> dict[int, tuple[str, str, da
     return {int(v): (n, c, a) for v, n, c, a in rows}
 
 
+def _same(migration: Migration, applied_checksum: str) -> bool:
+    return (applied_checksum == migration.checksum
+            or applied_checksum in REWRITTEN.get(migration.version, frozenset()))
+
+
 def _refuse_changed(migrations: list[Migration],
                     applied: dict[int, tuple[str, str, datetime]]) -> None:
     changed = [m.filename for m in migrations
-               if m.version in applied and applied[m.version][1] != m.checksum]
+               if m.version in applied and not _same(m, applied[m.version][1])]
     if changed:
         raise MigrationError(
             f"applied migration(s) changed on disk: {', '.join(changed)}; "

@@ -1,4 +1,4 @@
-"""``turnstile speed``: run the speed layer; ``turnstile speed rollup``: refresh rollups.
+"""``turnstile speed``: run the speed layer.
 
 Settings come from ``TURNSTILE_SPEED_*`` (plus the shared Kafka/database/state sections);
 the options below override the most common ones.
@@ -7,13 +7,12 @@ the options below override the most common ones.
 from __future__ import annotations
 
 import logging
-import time
 from typing import Annotated
 
 import typer
 
 app = typer.Typer(
-    help="Speed layer: 1-minute windows from Kafka into PostgreSQL, and their rollups.",
+    help="Speed layer: 1-minute windows from Kafka into PostgreSQL.",
     invoke_without_command=True,
 )
 
@@ -45,23 +44,3 @@ def speed(
     settings = SpeedSettings(**overrides)  # type: ignore[arg-type]
     run(settings, workers=workers, process_id=process_id,
         addresses=addresses.split(";") if addresses else None)
-
-
-@app.command()
-def rollup(
-    loop: Annotated[
-        bool, typer.Option("--loop", help="Keep refreshing every rollup_interval_s.")
-    ] = False,
-) -> None:
-    """Refresh metrics_1h / metrics_1d from the changed minutes; apply retention."""
-    from speed_layer.rollups import refresh_all
-    from speed_layer.settings import SpeedSettings
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    settings = SpeedSettings()
-    while True:
-        done = refresh_all(settings)
-        typer.echo(f"rollups: {done.hours} hour(s), {done.days} day(s) refreshed")
-        if not loop:
-            return
-        time.sleep(settings.rollup_interval_s)

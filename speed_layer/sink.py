@@ -1,16 +1,13 @@
-"""Writes emissions to PostgreSQL: metrics_1m upserts, late_events, rollup marks.
+"""Writes emissions to PostgreSQL: metrics_1m upserts and late_events.
 
 One transaction per Bytewax output batch:
 
 1. COPY every emitted window into a temporary staging table (CSV written by Arrow);
-2. ``INSERT … SELECT … ON CONFLICT DO UPDATE`` into ``metrics_1m``: a window's row is
-   *replaced* by its latest full state, so re-emitting a window, or replaying after a
-   crash, never adds to it. When a batch holds several emissions of one shard, a key may
-   repeat and ``DISTINCT ON (key) … ORDER BY seq DESC`` keeps the newest (the sort costs
-   ~30 % of the upsert, so it is skipped when every key is known to be unique);
-3. mark the hours touched in ``speed_rollup_pending`` (an upsert, which takes a row lock,
-   so the rollup job cannot take a mark away while this transaction is still open);
-4. add late events to ``late_events``, but only those at or beyond the partition's offset
+2. ``INSERT … SELECT … ON CONFLICT DO UPDATE`` into the ``metrics_1m`` hypertable
+   (``metrics_sql``): a window's row is *replaced* by its latest full state, so
+   re-emitting a window, or replaying after a crash, never adds to it; the hourly and
+   daily continuous aggregates follow through TimescaleDB's invalidation log;
+3. add late events to ``late_events``, but only those at or beyond the partition's offset
    in ``speed_late_offsets``, and move that offset, in the same transaction: a replay
    after a crash re-sends late events that are already counted, and they are skipped.
 """
@@ -29,17 +26,15 @@ import pyarrow as pa
 from pyarrow import csv
 
 from speed_layer.items import Emission, LateRows
-from speed_layer.metrics_sql import METRICS_REPLACE_ON_CONFLICT
+from speed_layer.metrics_sql import (
+    COPY_METRICS,
+    METRIC_SOURCES,
+    STAGE_METRICS,
+    UPSERT_METRICS,
+    UPSERT_METRICS_UNIQUE,
+)
 
 log = logging.getLogger(__name__)
-
-_STAGE_METRICS = """
-CREATE TEMP TABLE IF NOT EXISTS speed_stage (
-    seq bigint, bucket_us bigint, project_id text, api_key text, endpoint text, method text,
-    status_class smallint, request_count bigint, error_count bigint, server_error_count bigint,
-    latency_sum double precision, latency_min double precision, latency_max double precision,
-    latency_digest tdigest, bytes_in bigint, bytes_out bigint
-) ON COMMIT DELETE ROWS"""
 
 _STAGE_LATE = """
 CREATE TEMP TABLE IF NOT EXISTS speed_late_stage (
@@ -47,59 +42,11 @@ CREATE TEMP TABLE IF NOT EXISTS speed_late_stage (
     bucket_us bigint
 ) ON COMMIT DELETE ROWS"""
 
-_METRIC_COLUMNS = (
-    "seq, bucket_us, project_id, api_key, endpoint, method, status_class, request_count, "
-    "error_count, server_error_count, latency_sum, latency_min, latency_max, latency_digest, "
-    "bytes_in, bytes_out"
-)
-
-# staging column ← MetricRows field, in the order of _METRIC_COLUMNS after seq
-_METRIC_SOURCES = (
-    ("bucket_us", "bucket_us"), ("project_id", "project_id"), ("api_key", "api_key"),
-    ("endpoint", "endpoint"), ("method", "method"), ("status_class", "status_class"),
-    ("request_count", "request_count"), ("error_count", "error_count"),
-    ("server_error_count", "server_error_count"), ("latency_sum", "latency_sum"),
-    ("latency_min", "latency_min"), ("latency_max", "latency_max"),
-    ("latency_digest", "digest"), ("bytes_in", "bytes_in"), ("bytes_out", "bytes_out"),
-)
-
-_UPSERT_METRICS = (
-    """
-INSERT INTO metrics_1m AS m (
-    bucket, project_id, api_key, endpoint, method, status_class, request_count, error_count,
-    server_error_count, latency_sum, latency_min, latency_max, latency_digest, bytes_in,
-    bytes_out, updated_at)
-SELECT DISTINCT ON (project_id, bucket_us, api_key, endpoint, method, status_class)
-    timestamptz 'epoch' + bucket_us * interval '1 microsecond', project_id, api_key, endpoint,
-    method, status_class, request_count, error_count, server_error_count, latency_sum,
-    latency_min, latency_max, latency_digest, bytes_in, bytes_out, now()
-FROM speed_stage
-ORDER BY project_id, bucket_us, api_key, endpoint, method, status_class, seq DESC"""
-    + METRICS_REPLACE_ON_CONFLICT
-)
-
-# Every shard (Kafka partition) owns its windows and names each at most once per emission:
-# when a write holds one emission per shard, no key repeats and the sort is not needed.
-_UPSERT_METRICS_UNIQUE = _UPSERT_METRICS.replace(
-    "SELECT DISTINCT ON (project_id, bucket_us, api_key, endpoint, method, status_class)",
-    "SELECT",
-).replace("ORDER BY project_id, bucket_us, api_key, endpoint, method, status_class, seq DESC\n",
-          "")
-
-
 def keys_are_unique(emissions: Sequence[Emission]) -> bool:
     """True when at most one emission per known shard carries rows (so no key repeats)."""
     shards = [e.partition for e in emissions if e.metrics is not None]
     return all(p >= 0 for p in shards) and len(set(shards)) == len(shards)
 
-
-_MARK_HOURS = """
-INSERT INTO speed_rollup_pending (level, project_id, bucket)
-SELECT DISTINCT '1h', project_id,
-       date_trunc('hour', timestamptz 'epoch' + bucket_us * interval '1 microsecond')
-FROM speed_stage
-ORDER BY 2, 3
-ON CONFLICT (level, project_id, bucket) DO UPDATE SET marked_at = EXCLUDED.marked_at"""
 
 _ADD_LATE = """
 WITH fresh AS (
@@ -139,7 +86,7 @@ class WriteStats:
 
 
 def metrics_csv(emissions: Sequence[Emission]) -> tuple[bytes, int]:
-    """The COPY payload (CSV, columns of ``_METRIC_COLUMNS``) of every emitted window.
+    """The COPY payload (CSV, columns of ``METRIC_COLUMNS``) of every emitted window.
 
     Built by Arrow's CSV writer in one go: no Python object per row or per value.
     """
@@ -159,7 +106,7 @@ def metrics_csv(emissions: Sequence[Emission]) -> tuple[bytes, int]:
     table = pa.table({
         "seq": pa.array(np.concatenate(
             [np.full(len(rows), seq, dtype=np.int64) for seq, rows in parts])),
-        **{target: column(source) for target, source in _METRIC_SOURCES},
+        **{target: column(source) for target, source in METRIC_SOURCES},
     })
     out = io.BytesIO()
     csv.write_csv(table, out, csv.WriteOptions(include_header=False))
@@ -188,7 +135,7 @@ class MetricsWriter:
             # Room for a whole write's staging rows in memory (the default 8 MB spilled
             # them to temp files); set before the session's first temporary table.
             conn.execute("SET temp_buffers = '64MB'")
-            conn.execute(_STAGE_METRICS)
+            conn.execute(STAGE_METRICS)
             conn.execute(_STAGE_LATE)
             conn.autocommit = False
             self._conn = conn
@@ -215,9 +162,7 @@ class MetricsWriter:
         with conn.transaction(), conn.cursor() as cur:
             payload, metric_rows = metrics_csv(emissions)
             if metric_rows:
-                with cur.copy(
-                    f"COPY speed_stage ({_METRIC_COLUMNS}) FROM STDIN (FORMAT csv)"
-                ) as copy:
+                with cur.copy(COPY_METRICS) as copy:
                     copy.write(payload)
             if any(e.late is not None for e in emissions):
                 with cur.copy(
@@ -231,8 +176,7 @@ class MetricsWriter:
                                 copy.write_row(row)
             if metric_rows:
                 unique = keys_are_unique(emissions)
-                cur.execute(_UPSERT_METRICS_UNIQUE if unique else _UPSERT_METRICS)
-                cur.execute(_MARK_HOURS)
+                cur.execute(UPSERT_METRICS_UNIQUE if unique else UPSERT_METRICS)
             if late_rows:
                 cur.execute(_ADD_LATE)
                 cur.execute(_MOVE_LATE_OFFSETS)

@@ -1,4 +1,4 @@
-"""``turnstile db migrate|status|maintain``: the PostgreSQL schema.
+"""``turnstile db migrate|status|refresh|policies``: the schema and TimescaleDB's jobs.
 
 The DSN comes from ``--database-url``, else ``TURNSTILE_DATABASE_URL``, else the local
 stack's default (port 15432).
@@ -24,18 +24,28 @@ DatabaseUrlOption = Annotated[
 
 @app.command()
 def migrate(database_url: DatabaseUrlOption = None) -> None:
-    """Apply pending migrations (safe to run twice, or from several processes at once)."""
+    """Apply pending migrations, then the TURNSTILE_METRICS_* compression/retention settings.
+
+    Safe to run twice, or from several processes at once.
+    """
+    import psycopg
+
+    from schemas.metric_policies import MetricPolicySettings, apply_policies
     from schemas.migrate import MigrationError
     from schemas.migrate import migrate as run_migrations
 
+    dsn = _dsn(database_url)
     try:
-        applied = run_migrations(_dsn(database_url))
+        applied = run_migrations(dsn)
     except MigrationError as exc:
         _console.print(f"[red]migrate failed:[/red] {exc}")
         raise typer.Exit(1) from exc
     for migration in applied:
         _console.print(f"applied {migration.filename}")
     _console.print(f"{len(applied)} migration(s) applied; schema is up to date")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for change in apply_policies(conn, MetricPolicySettings()):
+            _console.print(f"policy: {change}")
 
 
 @app.command()
@@ -55,13 +65,48 @@ def status(database_url: DatabaseUrlOption = None) -> None:
 
 
 @app.command()
-def maintain(database_url: DatabaseUrlOption = None) -> None:
-    """Run pg_partman maintenance: premake future partitions, drop expired ones."""
+def refresh(
+    start: Annotated[str | None, typer.Option(help="ISO time; default: the beginning.")] = None,
+    end: Annotated[str | None, typer.Option(
+        help="ISO time; default: now less each policy's end offset.")] = None,
+    database_url: DatabaseUrlOption = None,
+) -> None:
+    """Materialize the continuous aggregates over a range (after a backfill or a replay).
+
+    For minutes older than the refresh policies look back (3 days for hours).
+    """
+    from datetime import datetime
+
     import psycopg
 
+    from schemas.metric_policies import refresh_aggregates
+
     with psycopg.connect(_dsn(database_url), autocommit=True) as conn:
-        conn.execute("CALL partman.run_maintenance_proc()")
-    _console.print("partition maintenance done")
+        refresh_aggregates(conn, datetime.fromisoformat(start) if start else None,
+                           datetime.fromisoformat(end) if end else None)
+    _console.print("continuous aggregates refreshed")
+
+
+@app.command()
+def policies(database_url: DatabaseUrlOption = None) -> None:
+    """TimescaleDB's jobs (aggregate refreshes, compression, retention) and their last run."""
+    import psycopg
+
+    from schemas.metric_policies import jobs
+
+    with psycopg.connect(_dsn(database_url), autocommit=True) as conn:
+        rows = jobs(conn)
+    table = Table("job", "table", "procedure", "every", "config", "last run", "last success",
+                  "failures")
+    for job_id, name, proc, every, config, status, success, failures in rows:
+        colour = "green" if status == "Success" else "red"
+        table.add_row(str(job_id), name or "-", proc, str(every),
+                      ", ".join(f"{k}={v}" for k, v in (config or {}).items()
+                                if not k.endswith("_id")),
+                      f"[{colour}]{status}[/{colour}]" if status else "-",
+                      success.isoformat(timespec="seconds") if success else "-",
+                      str(failures if failures is not None else "-"))
+    _console.print(table)
 
 
 def _dsn(database_url: str | None) -> str:

@@ -22,6 +22,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from schemas.metric_policies import MetricPolicySettings, apply_policies
 from schemas.migrate import migrate
 from schemas.settings import KafkaSettings
 from turnstile_cli.stack import (
@@ -61,6 +62,7 @@ def stack(request: pytest.FixtureRequest) -> Iterator[TestStack]:
     local = _start(root)
     try:
         migrate(local.database_url)
+        _keep_test_data(local.database_url)
         yield TestStack(
             kafka_bootstrap=local.kafka_bootstrap,
             database_url=local.database_url,
@@ -75,6 +77,16 @@ def stack(request: pytest.FixtureRequest) -> Iterator[TestStack]:
             print(f"\nintegration state and server logs kept in {root}")
         else:
             shutil.rmtree(root, ignore_errors=True)
+
+
+def _keep_test_data(database_url: str) -> None:
+    """Tests write fixed past days: retention jobs must not drop them mid-session (their
+    own tests use databases of their own)."""
+    forever = "100 years"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        apply_policies(conn, MetricPolicySettings(
+            retention_1m=forever, retention_1h=forever, retention_1d=forever,
+            retention_late_events=forever))
 
 
 def _stop_servers_on_sigterm() -> None:

@@ -1,4 +1,4 @@
-"""The local PostgreSQL: extensions and the tables of migrations 0001-0003."""
+"""The local PostgreSQL: TimescaleDB preloaded, tdigest, and the metrics_1m hypertable."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def _insert_metric(db, project: str, bucket: datetime) -> str:
                                 latency_min, latency_max, latency_digest, bytes_in, bytes_out)
         VALUES (%s, %s, 'k1', '/users/{id}', 'GET', 2, 5, 0, 0, 60, 1, 50, %s::tdigest, 10, 500)
         ON CONFLICT (project_id, bucket, api_key, endpoint, method, status_class)
-        DO UPDATE SET request_count = EXCLUDED.request_count, updated_at = now()
+        DO UPDATE SET request_count = EXCLUDED.request_count
         RETURNING tableoid::regclass::text
         """,
         [bucket, project, DIGEST_LITERAL],
@@ -45,26 +45,38 @@ def _insert_metric(db, project: str, bucket: datetime) -> str:
     return row[0]
 
 
-def test_metrics_1m_row_with_tdigest_literal_lands_in_a_daily_partition(db, project):
+def test_server_preloads_timescaledb_without_telemetry(db):
+    settings = dict(db.execute(
+        "SELECT name, setting FROM pg_settings WHERE name IN ('shared_preload_libraries',"
+        " 'timescaledb.telemetry_level', 'timescaledb.max_background_workers')").fetchall())
+    assert "timescaledb" in settings["shared_preload_libraries"]
+    assert settings["timescaledb.telemetry_level"] == "off"
+    assert int(settings["timescaledb.max_background_workers"]) >= 8
+    assert db.execute("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"
+                      ).fetchone() == ("2.28.3",)
+
+
+def test_metrics_1m_row_with_tdigest_literal_lands_in_an_hourly_chunk(db, project):
     bucket = datetime.now(UTC).replace(second=0, microsecond=0)
-    partition = _insert_metric(db, project, bucket)
-    assert partition == f"metrics_1m_p{bucket:%Y_%m_%d}"
-    assert _insert_metric(db, project, bucket) == partition  # re-emitting replaces the row
+    chunk = _insert_metric(db, project, bucket)
+    assert chunk.startswith("_timescaledb_internal._hyper_")
+    assert _insert_metric(db, project, bucket) == chunk  # re-emitting replaces the row
     count, median = db.execute(
         "SELECT sum(request_count), tdigest_percentile(latency_digest, 0.5) FROM metrics_1m "
         "WHERE project_id = %s AND bucket = %s", [project, bucket],
     ).fetchone()
     assert count == 5
     assert 2.0 <= median <= 4.0
+    start, end = db.execute(
+        "SELECT range_start, range_end FROM timescaledb_information.chunks"
+        " WHERE format('%%I.%%I', chunk_schema, chunk_name) = %s", [chunk]).fetchone()
+    assert start == bucket.replace(minute=0) and end - start == timedelta(hours=1)
 
 
-def test_metrics_1m_row_outside_premade_partitions_goes_to_default(db, project):
-    long_ago = datetime(2001, 1, 1, tzinfo=UTC)
-    assert _insert_metric(db, project, long_ago) == "metrics_1m_default"
-    future = datetime.now(UTC) + timedelta(days=400)
-    assert _insert_metric(db, project, future) == "metrics_1m_default"
-    # Rows left in the default partition would block pg_partman from creating those days.
-    db.execute("DELETE FROM metrics_1m_default WHERE project_id = %s", [project])
+def test_metrics_1m_takes_any_bucket_far_from_now(db, project):
+    for bucket in (datetime(2001, 1, 1, tzinfo=UTC), datetime.now(UTC) + timedelta(days=400)):
+        assert _insert_metric(db, project, bucket).startswith("_timescaledb_internal.")
+    db.execute("DELETE FROM metrics_1m WHERE project_id = %s", [project])
 
 
 def test_api_keys_store_only_a_sha256_and_reject_unknown_kinds(db, project):
@@ -86,14 +98,21 @@ def test_api_keys_store_only_a_sha256_and_reject_unknown_kinds(db, project):
     db.execute("DELETE FROM projects WHERE project_id = %s", [project])
 
 
-def test_metrics_1m_partitions_old_and_new_keep_room_for_hot_updates(db):
-    """fillfactor 70 (migration 0023) on every day, including days pg_partman makes later."""
-    day = (datetime.now(UTC) + timedelta(days=12)).replace(hour=0, minute=0, second=0,
-                                                            microsecond=0)
-    db.execute("SELECT partman.create_partition_time('public.metrics_1m', ARRAY[%s::timestamptz])",
-               [day])
+def test_metrics_1m_chunks_old_and_new_keep_room_for_hot_updates(db, project):
+    """fillfactor 70 on the hypertable and on every chunk it creates."""
+    _insert_metric(db, project, datetime.now(UTC) + timedelta(days=12))
     options = dict(db.execute(
         "SELECT c.relname, c.reloptions FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
         " WHERE i.inhparent = 'metrics_1m'::regclass").fetchall())
-    assert options[f"metrics_1m_p{day:%Y_%m_%d}"] == ["fillfactor=70"]
-    assert all(o == ["fillfactor=70"] for o in options.values()), options
+    assert options and all(o == ["fillfactor=70"] for o in options.values()), options
+    db.execute("DELETE FROM metrics_1m WHERE project_id = %s", [project])
+
+
+def test_a_server_without_timescaledb_is_refused_with_the_fix(tmp_path):
+    from turnstile_cli.stack import PostgresServer, StackError
+
+    (tmp_path / "pg" / "bin").mkdir(parents=True)
+    (tmp_path / "pg" / "lib").mkdir()
+    server = PostgresServer(tmp_path / "state", port=1, bin_dir=tmp_path / "pg" / "bin")
+    with pytest.raises(StackError, match=r"TimescaleDB is not installed .*deploy/install\.sh"):
+        server.start(timeout=1)

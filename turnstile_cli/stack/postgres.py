@@ -1,7 +1,9 @@
 """A PostgreSQL 15 cluster in the state folder, run from the Debian packages' binaries.
 
 The cluster is private to the project (its own data folder, port and socket folder), so it
-never touches a system cluster. initdb and the server refuse to run as root, so when we
+never touches a system cluster. Its configuration (deploy/postgres/postgresql.conf)
+preloads TimescaleDB, which deploy/install.sh builds once per machine; a server without it
+is refused before it starts, with that fix. initdb and the server refuse to run as root, so when we
 are root every server command runs as the unprivileged ``postgres`` system user, which
 then owns ``<state>/postgres``.
 """
@@ -101,6 +103,7 @@ class PostgresServer:
     def start(self, timeout: float = 60.0) -> None:
         """Create the cluster if needed, start it unless running, create the database."""
         if not self.is_running():
+            self._check_timescaledb()
             self._init_cluster()
             self._render_config()
             if not wait_ports_closed((self.port,), 5.0):
@@ -130,6 +133,18 @@ class PostgresServer:
             # SIGQUIT is PostgreSQL's immediate shutdown; stop_pid SIGKILLs after that.
             stop_pid(pid, timeout, signal.SIGQUIT)
         wait_ports_closed((self.port,), 10.0)
+
+    def _check_timescaledb(self) -> None:
+        """The configuration preloads TimescaleDB: without its library the server won't start."""
+        pg_config = self.bin_dir / "pg_config"
+        libdir = self.bin_dir.parent / "lib"
+        if pg_config.exists():
+            done = subprocess.run([str(pg_config), "--pkglibdir"], capture_output=True,  # noqa: S603
+                                  text=True, check=False)
+            libdir = Path(done.stdout.strip()) if done.returncode == 0 else libdir
+        if not (libdir / "timescaledb.so").exists():
+            raise StackError(f"TimescaleDB is not installed in {libdir}: run deploy/install.sh "
+                             "(it builds TimescaleDB once from the vendored tarball)")
 
     def _init_cluster(self) -> None:
         if (self.data_dir / "PG_VERSION").exists():

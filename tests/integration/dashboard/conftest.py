@@ -1,7 +1,7 @@
 """A project with known traffic, the real query API on a free port, and headless Chromium.
 
 The traffic is laid out relative to the real clock (the browser computes "last 24 h" from
-it), in all three rollups the way the speed layer writes them, plus lake files for the
+it), in metrics_1m the way the speed layer writes them, plus lake files for the
 countries panel. Expected figures are computed here from the same seed list, independently
 of the API's code.
 """
@@ -27,6 +27,7 @@ from query_api.app import create_app
 from query_api.settings import QuerySettings
 from schemas import keystore
 from schemas.keys import KeyKind
+from schemas.metric_policies import refresh_aggregates
 from schemas.settings import DatabaseSettings
 from tests.integration.query_api.fixtures import Metric, insert_metrics, write_lake_file
 
@@ -102,7 +103,7 @@ def _traffic(now: datetime) -> list[Metric]:
 
 
 def _rolled(rows: list[Metric], step: timedelta) -> list[Metric]:
-    """Rows merged per bucket of ``step`` and key, as the speed layer writes its rollups."""
+    """Rows merged per bucket of ``step`` and key, as the speed layer writes its minutes."""
     out: dict[tuple, Metric] = {}
     for r in rows:
         bucket = datetime.fromtimestamp(
@@ -146,9 +147,10 @@ def site(stack, tmp_path_factory) -> Iterator[Site]:
         keystore.create_project(conn, pid, "Dashboard demo")
         read_key = keystore.create_key(conn, pid, KeyKind.READ, "wall screen").secret
         seed = [replace(r, project_id=pid) for r in _traffic(now)]
+        # metrics_1h / metrics_1d are continuous aggregates of these minutes, hours old
+        # when written: refreshed as after a backfill
         insert_metrics(conn, "metrics_1m", _rolled(seed, timedelta(minutes=1)))
-        insert_metrics(conn, "metrics_1h", _rolled(seed, timedelta(hours=1)))
-        insert_metrics(conn, "metrics_1d", _rolled(seed, timedelta(days=1)))
+        refresh_aggregates(conn, now - timedelta(days=31))
     _write_lake(lake, pid, [r for r in seed if r.bucket >= now - timedelta(days=1)])
 
     settings = QuerySettings(database=DatabaseSettings(url=stack.database_url), lake_root=lake,

@@ -17,6 +17,7 @@ from query_api.deps import get_now
 from query_api.settings import QuerySettings
 from schemas import keystore
 from schemas.keys import KeyKind
+from schemas.metric_policies import refresh_aggregates
 from schemas.settings import DatabaseSettings
 from tests.integration.query_api.fixtures import Metric, insert_metrics, write_lake_file
 
@@ -68,15 +69,17 @@ def _seed(conn: psycopg.Connection, a: Tenant, b: Tenant, now: datetime, lake: P
                  [float(10 + i)] * (i + 1)) for i in range(3)],
         Metric(DAY0 + timedelta(hours=10), pb, "cust-b", "/secret", "GET", 2, [1.0] * 50),
     ])
-    insert_metrics(conn, "metrics_1h", [
+    # metrics_1h / metrics_1d aggregate these minutes: DAY0's first three hours at minute 0,
+    # and one row at noon of each of five days (continuous aggregates take no rows).
+    insert_metrics(conn, "metrics_1m", [
         Metric(DAY0 + timedelta(hours=h), pa, key, "/users/{id}", "GET", sc,
                [float(h + 1)] * n, errors=n if sc >= 4 else 0, server_errors=n if sc == 5 else 0)
         for h in range(3) for key, sc, n in (("cust-1", 2, 10), ("cust-2", 5, 2))
-    ] + [Metric(DAY0, pb, "cust-b", "/secret", "GET", 2, [1.0] * 500)])
-    insert_metrics(conn, "metrics_1d", [
-        Metric(DAY0 + timedelta(days=d), pa, "cust-1", "/users/{id}", "GET", 2, [5.0] * (d + 1))
+    ] + [Metric(DAY0, pb, "cust-b", "/secret", "GET", 2, [1.0] * 500)] + [
+        Metric(DAY0 + timedelta(days=d, hours=12), pa, "cust-1", "/users/{id}", "GET", 2,
+               [5.0] * (d + 1))
         for d in range(5)
-    ] + [Metric(DAY0, pb, "cust-b", "/secret", "GET", 2, [1.0] * 700)])
+    ] + [Metric(DAY0 + timedelta(hours=12), pb, "cust-b", "/secret", "GET", 2, [1.0] * 700)])
     # the lake: DAY0 events for drill-down / countries / sub-minute series, and live events
     base = DAY0 + timedelta(hours=10)
     write_lake_file(lake, pa, [
@@ -125,6 +128,9 @@ def world(stack, tmp_path_factory) -> Iterator[World]:
     with psycopg.connect(stack.database_url, autocommit=True) as conn:
         a, b = _tenant(conn, "proj-a"), _tenant(conn, "proj-b")
         _seed(conn, a, b, now, lake)
+        # Minutes written for past buckets (fixed days, and the last hour) reach the
+        # aggregates as after a backfill: the policies may have passed them already.
+        refresh_aggregates(conn, DAY0 - timedelta(days=1))
     settings = QuerySettings(database=DatabaseSettings(url=stack.database_url), lake_root=lake,
                              pool_max_size=4)
     app = create_app(settings)

@@ -57,7 +57,8 @@ def test_historical_daily_and_auto_and_filters(world):
     params = {"start": "2025-06-02", "end": "2025-06-07", "granularity": "1d"}
     body = world.client.get(f"{API}/historical", headers=world.a.h(), params=params).json()
     assert body["source"] == "metrics_1d"
-    assert [p["requests"] for p in body["series"]] == [1, 2, 3, 4, 5]
+    # DAY0: its first three hours (36), 10:00-10:02 (6) and noon (1)
+    assert [p["requests"] for p in body["series"]] == [43, 2, 3, 4, 5]
     auto = world.client.get(f"{API}/historical", headers=world.a.h(), params={
         "start": "2025-06-02T00:00:00Z", "end": "2025-06-02T03:00:00Z"}).json()
     assert auto["granularity"] == "1m" and len(auto["series"]) == 180
@@ -66,7 +67,7 @@ def test_historical_daily_and_auto_and_filters(world):
         "status_class": "5xx", "api_key": "cust-2"}).json()
     assert [p["requests"] for p in filtered["series"]] == [2, 2, 2]
     assert filtered["totals"]["requests"] == 6 and filtered["totals"]["server_error_rate"] == 1.0
-    assert body["totals"]["requests"] == sum(p["requests"] for p in body["series"]) == 15
+    assert body["totals"]["requests"] == sum(p["requests"] for p in body["series"]) == 57
     assert [p["server_error_rate"] for p in filtered["series"]] == [1.0, 1.0, 1.0]
     assert filtered["filters"] == {"api_key": ["cust-2"], "status_class": [5]}
     one_hour = world.client.get(f"{API}/historical", headers=world.a.h(), params={
@@ -112,14 +113,14 @@ def test_endpoints_consumers_countries(world):
     params = {"start": "2025-06-02", "end": "2025-06-02T03:00:00Z"}
     ep = world.client.get(f"{API}/endpoints", headers=world.a.h(), params=params).json()
     assert ep["source"] == "metrics_1m"  # 3 h range: minutes
-    assert ep["endpoints"] == []  # no minute rows in 00:00–03:00
+    assert [(e["endpoint"], e["requests"]) for e in ep["endpoints"]] == [("/users/{id}", 36)]
     ep = world.client.get(f"{API}/endpoints", headers=world.a.h(),
                           params={"start": "2025-06-02", "end": "2025-06-03"}).json()
     assert ep["source"] == "metrics_1h"
-    assert ep["endpoints"][0]["requests"] == 36 and ep["endpoints"][0]["errors"] == 6
+    assert ep["endpoints"][0]["requests"] == 43 and ep["endpoints"][0]["errors"] == 6
     cons = world.client.get(f"{API}/consumers", headers=world.a.h(),
                             params={"start": "2025-06-02", "end": "2025-06-03"}).json()
-    assert {c["api_key"]: c["requests"] for c in cons["consumers"]} == {"cust-1": 30,
+    assert {c["api_key"]: c["requests"] for c in cons["consumers"]} == {"cust-1": 37,
                                                                        "cust-2": 6}
     co = world.client.get(f"{API}/countries", headers=world.a.h(),
                           params={"start": "2025-06-02", "end": "2025-06-03"}).json()
@@ -152,7 +153,7 @@ def test_csv_exports_are_defused(world):
     h = world.client.get(f"{API}/historical", headers=world.a.h(), params={
         "start": "2025-06-02", "end": "2025-06-07", "granularity": "1d", "format": "csv"})
     table = list(csv.DictReader(io.StringIO(h.text)))
-    assert [row["requests"] for row in table] == ["1", "2", "3", "4", "5"]
+    assert [row["requests"] for row in table] == ["43", "2", "3", "4", "5"]
     assert table[0]["ts"] == "2025-06-02T00:00:00Z"
 
 

@@ -26,6 +26,7 @@ def _seconds(text: str) -> int:
 def expand(sql: str, variables: dict[str, str], start: datetime, end: datetime,
            interval: str) -> str:
     """Grafana's variable interpolation and PostgreSQL macros ($__timeFilter, …)."""
+    sql = sql.replace("$__interval_ms", str(_seconds(interval) * 1000))
     sql = sql.replace("$__interval", interval)
     for name, value in variables.items():
         sql = sql.replace(f"${name}", value)
@@ -80,3 +81,33 @@ def test_every_panel_query_returns_rows(world, db, panel, rollup, start, end, in
             assert all(v is not None for v in rows[0][1:]), rows[0]
         if "Latency" in panel["title"]:
             assert 0 < rows[0][1] <= rows[0][2] <= rows[0][3]
+
+
+def test_panels_bucket_with_time_bucket_over_the_hypertable_and_its_aggregates(db):
+    rollup = next(v for v in DASHBOARD["templating"]["list"] if v["name"] == "rollup")
+    tables = rollup["query"].split(",")
+    kinds = dict(db.execute(
+        "SELECT hypertable_name, 'hypertable' FROM timescaledb_information.hypertables"
+        " UNION ALL SELECT view_name, 'aggregate'"
+        " FROM timescaledb_information.continuous_aggregates"
+    ).fetchall())
+    assert [kinds.get(t) for t in tables] == ["hypertable", "aggregate", "aggregate"]
+    for panel in DASHBOARD["panels"]:
+        for target in panel["targets"]:
+            assert "FROM $rollup" in target["rawSql"], panel["title"]
+            if target["format"] == "time_series":
+                assert "time_bucket(" in target["rawSql"], panel["title"]
+
+
+@pytest.mark.parametrize("panel", [p for p in DASHBOARD["panels"]
+                                   if p["targets"][0]["format"] == "table"],
+                         ids=lambda p: p["title"])
+def test_a_day_gives_the_same_table_whichever_level_serves_it(world, db, panel):
+    """Grafana's time filter is inclusive: the day ends a minute before midnight."""
+    answers = []
+    for rollup in ("metrics_1m", "metrics_1h", "metrics_1d"):
+        sql = expand(panel["targets"][0]["rawSql"], {"project": world.a.project_id,
+                                                     "rollup": rollup},
+                     DAY0, DAY0 + timedelta(days=1, minutes=-1), "1d")
+        answers.append(db.execute(sql).fetchall())
+    assert answers[0] and answers[0] == answers[1] == answers[2]

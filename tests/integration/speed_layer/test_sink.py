@@ -3,7 +3,8 @@ import pytest
 
 from speed_layer.background_writer import BackgroundWriter, WriterFailed
 from speed_layer.items import Emission
-from speed_layer.sink import _UPSERT_METRICS_UNIQUE, MetricsWriter, keys_are_unique
+from speed_layer.metrics_sql import UPSERT_METRICS_UNIQUE
+from speed_layer.sink import MetricsWriter, keys_are_unique
 from speed_layer.windows import ShardWindows
 from tests.integration.speed_layer.helpers import assert_rows_equal, metrics, reference
 from tests.unit.speed_layer.fixtures import make_batch, make_records
@@ -27,7 +28,7 @@ def test_one_write_with_two_emissions_of_a_shard_keeps_the_newest(stack, db, pro
     third = emitted(more, 1, other)
     assert not keys_are_unique([first, second, third])
     assert keys_are_unique([second, third])
-    assert "DISTINCT ON" not in _UPSERT_METRICS_UNIQUE
+    assert "DISTINCT ON" not in UPSERT_METRICS_UNIQUE
     writer = MetricsWriter(stack.database_url)
     try:
         writer.write([first, second, third])
