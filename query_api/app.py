@@ -77,7 +77,8 @@ def create_app(settings: QuerySettings) -> FastAPI:
         app.state.lake = lake
         beat_state.details.update(port=settings.port, workers=settings.workers)
         beat_state.state = "running"
-        heartbeat = Heartbeat(settings.database.dsn(), ops.COMPONENT, beat_state).start()
+        heartbeat = Heartbeat(settings.database.dsn(), ops.COMPONENT, beat_state,
+                              instance=ops.instance_name()).start()
         try:
             yield
         finally:

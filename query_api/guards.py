@@ -74,15 +74,15 @@ def _storable(value: str) -> str:
 StorableText = Annotated[str, AfterValidator(_storable)]
 
 
-def json_depth(body: bytes, stop_at: int) -> int:
-    """Nesting depth of a JSON text (brackets outside strings), counting up to ``stop_at``.
+def json_too_deep(body: bytes, limit: int) -> bool:
+    """True when a JSON text nests brackets (outside strings) more than ``limit`` deep.
 
     Bodies are at most ``MAX_BODY_BYTES``, and the common case (fewer brackets than the
     limit in all) costs two C-level ``count`` calls.
     """
-    if body.count(b"[") + body.count(b"{") <= stop_at:
-        return body.count(b"[") + body.count(b"{")
-    depth = deepest = 0
+    if body.count(b"[") + body.count(b"{") <= limit:
+        return False
+    depth = 0
     in_string = escaped = False
     for byte in body:
         if in_string:
@@ -96,13 +96,11 @@ def json_depth(body: bytes, stop_at: int) -> int:
             in_string = True
         elif byte in (0x5B, 0x7B):  # [ {
             depth += 1
-            if depth > deepest:
-                deepest = depth
-                if deepest > stop_at:
-                    return deepest
+            if depth > limit:
+                return True
         elif byte in (0x5D, 0x7D):  # ] }
             depth -= 1
-    return deepest
+    return False
 
 
 def _declared_length(scope: Scope) -> int | None:
@@ -155,7 +153,7 @@ class BodyLimitMiddleware:
                 return
             chunks.append(chunk)
         body = b"".join(chunks)
-        if body and _is_json(scope) and json_depth(body, self.max_depth) > self.max_depth:
+        if body and _is_json(scope) and json_too_deep(body, self.max_depth):
             reason = f"JSON nested deeper than {self.max_depth} levels"
             await problem_response(400, "Invalid body", f"body: {reason}",
                                    [("body", reason)])(scope, receive, send)

@@ -11,6 +11,8 @@ health route, and so the dashboard, see this service like every other one.
 from __future__ import annotations
 
 import os
+import secrets
+import socket
 import time
 from pathlib import Path
 from typing import Any, Final
@@ -43,6 +45,11 @@ SERVER_ERRORS: Final = Counter(
     "turnstile_query_server_errors",
     "Requests answered with a 5xx (503: database unavailable; 500: a bug, logged).",
     ["route", "status"])
+
+
+def instance_name() -> str:
+    """host:pid plus a tag per app, so two apps in one process (tests) keep their own rows."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(2)}"
 
 
 def render() -> tuple[bytes, str]:
