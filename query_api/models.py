@@ -231,7 +231,8 @@ class PipelineComponent(BaseModel):
     state: str | None = Field(description="state of the freshest (running first) instance")
     instance: str | None
     seconds_since_beat: float | None
-    lag_events: int | None = Field(description="sum over the instances that are up")
+    lag_events: int | None = Field(
+        description="sum over the instances that are up; when down, the last one reported")
     last_success_at: datetime | None
     instances_up: int
     instances: list[PipelineInstance] = Field(description="newest first, at most 20")

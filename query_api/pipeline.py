@@ -43,9 +43,10 @@ def _component(name: str, rows: Sequence[Mapping[str, Any]], stale_after_s: floa
                                                    stale_after_s)} for row in rows]
     instances.sort(key=lambda i: i["seconds_since_beat"])
     up = [i for i in instances if i["status"] == "up"]
-    lags = [i["lag_events"] for i in up if i["lag_events"] is not None]
     successes = [i["last_success_at"] for i in instances if i["last_success_at"] is not None]
     freshest: dict[str, Any] = (up or instances or [{}])[0]
+    # Up: what all running instances still have to read. Down: its last words on that.
+    lags = [i["lag_events"] for i in (up or [freshest]) if i.get("lag_events") is not None]
     return {
         "component": name,
         "status": ("up" if up else "down") if instances else "unknown",

@@ -48,7 +48,7 @@ def test_a_component_is_up_while_one_instance_beats_and_sums_their_lag():
     assert speed["instance"] == "a" and [i["status"] for i in speed["instances"]] == [
         "up", "up", "down"]
     lake = by["lake_writer"]
-    assert (lake["status"], lake["lag_events"], lake["last_success_at"]) == ("down", None, None)
+    assert (lake["status"], lake["lag_events"], lake["last_success_at"]) == ("down", 7, None)
     assert lake["seconds_since_beat"] == 60.0
 
 
