@@ -21,6 +21,7 @@ from query_api.dashboard import install_dashboard
 from query_api.deps import KeyCache
 from query_api.guards import BodyLimitMiddleware, guard_parameters
 from query_api.lake import Lake
+from query_api.openapi import install_problem_openapi
 from query_api.problems import install_problem_handlers
 from query_api.routes import alerts, analytics, billing, keys, pipeline, quotas, timeseries
 from query_api.settings import QuerySettings
@@ -123,6 +124,7 @@ def create_app(settings: QuerySettings) -> FastAPI:
         return Response(payload, media_type=content_type)
 
     install_dashboard(app)
+    install_problem_openapi(app)
     # Outermost last: metrics see every answer, the body limit runs before any parsing.
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(ops.MetricsMiddleware, heartbeat=beat_state)

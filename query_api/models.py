@@ -133,7 +133,9 @@ class RequestsResponse(BaseModel):
 
 
 class TimeseriesResponse(BaseModel):
-    groups: dict[str, list[tuple[str, float | None]]] = Field(
+    # Pairs as two-item lists: the tuple form's JSON schema ("items" as an array) is not
+    # valid OpenAPI 3.1, and clients validating against the document would reject it.
+    groups: dict[str, list[list[str | float | None]]] = Field(
         description='{group key: [[ts, value], …]}; key "total" when not grouped, '
                     "several group fields joined by \"|\".")
     start: str

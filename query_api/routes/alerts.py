@@ -36,6 +36,11 @@ _RULE = sql.SQL(
 
 
 class RuleRequest(BaseModel):
+    model_config = {"json_schema_extra": {"examples": [{
+        "name": "checkout errors", "metric": "error_rate", "comparator": ">",
+        "threshold": 0.05, "window_minutes": 5, "endpoint": "/checkout", "channel": "webhook",
+        "target": "https://hooks.example.com/turnstile"}]}}
+
     name: StorableText = Field(min_length=1, max_length=200)
     metric: Metric = Field(description="rates are fractions (0.05 = 5 %), latencies in ms")
     comparator: Comparator
