@@ -34,6 +34,8 @@ from schemas.ops import HeartbeatState
 COMPONENT: Final = "query_api"
 MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
 READY_TIMEOUT_S: Final = 2.0
+# Static file mounts (the dashboard's assets, Swagger UI's): one label each.
+MOUNTS: Final = ("/static", "/docs-assets")
 
 REQUESTS: Final = Counter(
     "turnstile_query_requests", "Requests answered, by route template, method and status.",
@@ -68,7 +70,10 @@ def route_label(scope: Scope) -> str:
     if isinstance(template, str):
         return template
     path = str(scope.get("path", ""))
-    return "/static" if path.startswith("/static") else "unmatched"
+    for mount in MOUNTS:
+        if path.startswith(mount + "/"):
+            return mount
+    return "unmatched"
 
 
 class MetricsMiddleware:

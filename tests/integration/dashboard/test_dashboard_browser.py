@@ -220,8 +220,8 @@ def stopped_speed_layer(db, site):
     db.execute("DELETE FROM dead_letters WHERE kafka_topic = 'dash.dlq'")
     db.execute("DELETE FROM pipeline_heartbeats WHERE component = ANY(%s)", (controlled,))
     with db.cursor() as cur:
-        cur.executemany("INSERT INTO pipeline_heartbeats VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                        [(*r[:7], Jsonb(r[7])) for r in saved])
+        cur.executemany("INSERT INTO pipeline_heartbeats VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+                        " ON CONFLICT DO NOTHING", [(*r[:7], Jsonb(r[7])) for r in saved])
 
 
 def test_pipeline_panel_shows_a_stopped_layer_and_the_projects_dead_letters(

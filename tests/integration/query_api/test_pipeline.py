@@ -42,7 +42,8 @@ def beats(db):
     with db.cursor() as cur:
         cur.executemany(
             "INSERT INTO pipeline_heartbeats (component, instance, state, started_at, beat_at,"
-            " last_success_at, lag_events, details) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            " last_success_at, lag_events, details) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT DO NOTHING",
             [(*r[:7], json.dumps(r[7])) for r in saved])
 
 

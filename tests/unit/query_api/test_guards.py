@@ -67,3 +67,4 @@ def test_problem_bodies_are_always_encodable():
     body = problem_body(400, "Invalid parameter", "x: \ud800\x00", [("k\ud800", "r\x00")])
     encoded = json.dumps(body, ensure_ascii=False).encode("utf-8")
     assert b"\\ud800" in encoded and printable("plain") == "plain"
+
