@@ -80,6 +80,7 @@ def create_app(settings: QuerySettings) -> FastAPI:
         beat_state.state = "running"
         heartbeat = Heartbeat(settings.database.dsn(), ops.COMPONENT, beat_state,
                               instance=ops.instance_name()).start()
+        app.state.heartbeat = heartbeat
         try:
             yield
         finally:
