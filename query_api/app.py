@@ -11,15 +11,21 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import psycopg
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from fastapi_offline import FastAPIOffline
 from psycopg_pool import ConnectionPool
 
+from query_api import ops
 from query_api.dashboard import install_dashboard
 from query_api.deps import KeyCache
+from query_api.guards import BodyLimitMiddleware, guard_parameters
 from query_api.lake import Lake
+from query_api.openapi import install_problem_openapi
 from query_api.problems import install_problem_handlers
-from query_api.routes import alerts, analytics, billing, keys, quotas, timeseries
+from query_api.routes import alerts, analytics, billing, keys, pipeline, quotas, timeseries
 from query_api.settings import QuerySettings
+from schemas.ops import Heartbeat, HeartbeatState
 
 API_VERSION = "1.0.0"
 DESCRIPTION = """\
@@ -30,7 +36,9 @@ consumer (`api_key`), usage for billing, and key and quota management.
 read or admin key; `/keys` and quota changes take an admin key. A key only sees its own
 project.
 
-**Errors** are `application/problem+json` with `invalid_params: [{name, reason}]`.
+**Errors** are `application/problem+json` with `invalid_params: [{name, reason}]`. Text
+parameters must be storable (no U+0000, no lone surrogates, at most 2048 characters); JSON
+bodies are at most 64 KiB (413) and 32 levels deep.
 
 **CSV**: every list or series answers `text/csv` with `?format=csv` or `Accept: text/csv`.
 
@@ -57,7 +65,8 @@ def create_pool(settings: QuerySettings, *, open_now: bool = True) -> Connection
 
 
 def create_app(settings: QuerySettings) -> FastAPI:
-    """Build the app; the pool opens and the lake attaches on startup, both close on exit."""
+    """Build the app; the pool opens, the lake attaches and the heartbeat starts on startup."""
+    beat_state = HeartbeatState()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -67,29 +76,57 @@ def create_app(settings: QuerySettings) -> FastAPI:
                     memory_limit=settings.duckdb_memory_limit)
         app.state.pool = pool
         app.state.lake = lake
+        beat_state.details.update(port=settings.port, workers=settings.workers)
+        beat_state.state = "running"
+        heartbeat = Heartbeat(settings.database.dsn(), ops.COMPONENT, beat_state,
+                              instance=ops.instance_name()).start()
+        app.state.heartbeat = heartbeat
         try:
             yield
         finally:
+            beat_state.state = "stopping"
+            heartbeat.stop()
             pool.close()
             lake.close()
 
-    app = FastAPI(
+    # FastAPIOffline serves Swagger UI and ReDoc from its own package: /docs needs no CDN.
+    app = FastAPIOffline(
         title="Turnstile query API",
         version=API_VERSION,
         description=DESCRIPTION,
         lifespan=lifespan,
         docs_url="/docs",
+        redoc_url="/redoc",
         openapi_url="/openapi.json",
+        static_url="/docs-assets",
+        swagger_ui_parameters={"validatorUrl": None},
+        dependencies=[Depends(guard_parameters)],
     )
     app.state.settings = settings
     app.state.key_cache = KeyCache(settings.auth_cache_ttl_s)
     install_problem_handlers(app)
-    for module in (analytics, timeseries, billing, keys, quotas, alerts):
+    for module in (analytics, timeseries, billing, keys, quotas, alerts, pipeline):
         app.include_router(module.router)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    @app.get("/readyz", include_in_schema=False)
+    def readyz(request: Request) -> JSONResponse:
+        """PostgreSQL answers and the lake folder can be listed; else 503 naming the check."""
+        ready, checks = ops.readiness(request.app.state.pool, settings.lake_root)
+        return JSONResponse({"component": ops.COMPONENT, "ready": ready, "checks": checks},
+                            status_code=200 if ready else 503)
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        payload, content_type = ops.render()
+        return Response(payload, media_type=content_type)
+
     install_dashboard(app)
+    install_problem_openapi(app)
+    # Outermost last: metrics see every answer, the body limit runs before any parsing.
+    app.add_middleware(BodyLimitMiddleware)
+    app.add_middleware(ops.MetricsMiddleware, heartbeat=beat_state)
     return app

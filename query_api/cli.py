@@ -7,6 +7,7 @@ same settings through ``app_factory``.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -14,6 +15,9 @@ import typer
 
 if TYPE_CHECKING:  # the CLI stays light: FastAPI loads only when the server starts
     from fastapi import FastAPI
+
+# Spelled here, not imported from query_api.ops, to keep prometheus_client out of the CLI.
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def app_factory() -> FastAPI:
@@ -39,11 +43,18 @@ def query(
     import uvicorn
 
     from query_api.settings import QuerySettings
+    from schemas.settings import StateSettings
 
     for name, value in (("PORT", port), ("HOST", host), ("WORKERS", workers),
                         ("LAKE_ROOT", lake_root)):
         if value is not None:
             os.environ[f"TURNSTILE_QUERY_{name}"] = str(value)
     settings = QuerySettings()
+    if settings.workers > 1 and not os.environ.get(MULTIPROC_ENV):
+        # each worker writes its samples there; any worker's /metrics sums them all
+        folder = Path(StateSettings().state_dir) / "query-prometheus"
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        os.environ[MULTIPROC_ENV] = str(folder.resolve())
     uvicorn.run("query_api.cli:app_factory", factory=True, host=settings.host,
                 port=settings.port, workers=settings.workers, log_level=log_level)

@@ -24,6 +24,7 @@ import duckdb
 from query_api.measures import AggKind, Aggregation, Value
 from query_api.params import EPOCH, NO_FILTERS, WEEK, WEEK_ORIGIN, Filters, TimeRange
 from query_api.problems import InvalidParameterError
+from schemas.storable import text_problem
 
 # Dimension → SQL expression over the event columns (whitelist: nothing else is composed).
 LAKE_EXPRESSIONS: Final = {
@@ -73,11 +74,15 @@ def encode_cursor(timestamp_us: int, event_id: str) -> str:
 
 
 def decode_cursor(text: str, name: str = "cursor") -> tuple[int, str]:
+    refused = InvalidParameterError(name, "not a cursor returned by this API")
     try:
         ts, _, event_id = base64.urlsafe_b64decode(text.encode()).decode().partition(":")
-        return int(ts), event_id
+        ts_us = int(ts)
     except (ValueError, UnicodeDecodeError, binascii.Error):
-        raise InvalidParameterError(name, "not a cursor returned by this API") from None
+        raise refused from None
+    if not 0 <= ts_us < 2**63 or text_problem(event_id) is not None:
+        raise refused
+    return ts_us, event_id
 
 
 def from_us(value: int) -> datetime:

@@ -6,6 +6,7 @@ Routes build plain dicts (see ``shaping``); FastAPI validates them against these
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -132,7 +133,9 @@ class RequestsResponse(BaseModel):
 
 
 class TimeseriesResponse(BaseModel):
-    groups: dict[str, list[tuple[str, float | None]]] = Field(
+    # Pairs as two-item lists: the tuple form's JSON schema ("items" as an array) is not
+    # valid OpenAPI 3.1, and clients validating against the document would reject it.
+    groups: dict[str, list[list[str | float | None]]] = Field(
         description='{group key: [[ts, value], …]}; key "total" when not grouped, '
                     "several group fields joined by \"|\".")
     start: str
@@ -210,3 +213,64 @@ class QuotaStatus(BaseModel):
     monthly: QuotaWindow
     per_minute: QuotaWindow
     exceeded: bool
+
+
+class PipelineInstance(BaseModel):
+    instance: str = Field(description="host:pid of one process of the component")
+    state: str = Field(description="as reported: starting, running, stopped, …")
+    status: str = Field(description="up, or down when its beat is stale or it stopped")
+    started_at: datetime
+    beat_at: datetime
+    seconds_since_beat: float
+    last_success_at: datetime | None = Field(description="last successful write or commit")
+    lag_events: int | None = Field(description="events behind its input (Kafka lag)")
+    details: dict[str, Any]
+
+
+class PipelineComponent(BaseModel):
+    component: str
+    status: str = Field(description="up (an instance beats), down, or unknown (no row at all)")
+    state: str | None = Field(description="state of the freshest (running first) instance")
+    instance: str | None
+    seconds_since_beat: float | None
+    lag_events: int | None = Field(
+        description="sum over the instances that are up; when down, the last one reported")
+    last_success_at: datetime | None
+    instances_up: int
+    instances: list[PipelineInstance] = Field(description="newest first, at most 20")
+
+
+class PipelineHealth(BaseModel):
+    status: str = Field(description="up when every expected component is up, else degraded")
+    checked_at: str
+    heartbeat_interval_s: float
+    stale_after_s: float = Field(description="a beat older than this means down")
+    components: list[PipelineComponent]
+
+
+class DeadLetterCount(BaseModel):
+    component: str
+    reason: str
+    count: int
+    last_at: datetime
+
+
+class DeadLetterItem(BaseModel):
+    recorded_at: datetime
+    component: str
+    reason: str
+    kafka_topic: str | None
+    kafka_partition: int | None
+    kafka_offset: int | None
+    event_id: str | None
+    payload_sample: str | None = Field(description="start of the refused record, escaped")
+
+
+class DeadLettersResponse(BaseModel):
+    project_id: str
+    since: str
+    until: str
+    total: int = Field(description="dead letters of this project in [since, until)")
+    counts: list[DeadLetterCount] = Field(description="by component and reason, busiest first")
+    dead_letters: list[DeadLetterItem] = Field(description="newest first")
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next (older) page.")

@@ -24,6 +24,10 @@ WEEK: Final = 7 * DAY
 # Weeks start on Monday: 1970-01-05 was one.
 WEEK_ORIGIN: Final = datetime(1970, 1, 5, tzinfo=UTC)
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+# Times the API serves: Unix time from 0 to the end of year 2999 (far-off years would
+# overflow datetime arithmetic when ranges are aligned, and no event is stored there).
+LAST_INSTANT: Final = datetime(3000, 1, 1, tzinfo=UTC)
+MAX_DURATION_S: Final = 100 * 366 * DAY
 
 
 class Rollup(StrEnum):
@@ -51,14 +55,15 @@ DIMENSION_ALIASES: Final = {
 }
 INTEGER_DIMENSIONS: Final = frozenset({"status_class", "status_code"})
 
-_DURATION = re.compile(r"^\s*(\d+)\s*(s|sec|secs|second|seconds|m|min|mins|minute|minutes|"
+_DURATION = re.compile(r"(?a)^\s*(\d{1,12})\s*(s|sec|secs|second|seconds|m|min|mins|minute|minutes|"
                        r"h|hr|hour|hours|d|day|days|w|week|weeks)?\s*$", re.IGNORECASE)
 _UNIT_SECONDS: Final = {"s": 1, "m": MINUTE, "h": HOUR, "d": DAY, "w": WEEK}
 _RELATIVE = re.compile(r"^now(?:\s*-\s*(\d+\s*[a-z]+))?$", re.IGNORECASE)
 _NAMED_GRANULARITY: Final = {"second": 1, "minute": MINUTE, "hour": HOUR, "day": DAY,
                              "week": WEEK}
 _STATUS_CLASS = re.compile(r"^([1-5])(?:xx)?$", re.IGNORECASE)
-_PERIOD = re.compile(r"^(\d{4})-(\d{2})$")
+_PERIOD = re.compile(r"(?a)^(\d{4})-(\d{2})$")
+_ASCII_INT = re.compile(r"(?a)^\s*\d{1,9}\s*$")
 MAX_FILTER_VALUES: Final = 100
 MAX_VALUE_LENGTH: Final = 512
 
@@ -106,12 +111,14 @@ def parse_duration(text: str, name: str) -> int:
     seconds = count * _UNIT_SECONDS[unit[0]]
     if seconds <= 0:
         raise InvalidParameterError(name, "must be greater than zero")
+    if seconds > MAX_DURATION_S:
+        raise InvalidParameterError(name, "longer than 100 years")
     return seconds
 
 
 def parse_window(text: str, name: str = "window") -> timedelta:
     """Realtime window: whole minutes from 1m to 60m (a bare number means minutes)."""
-    seconds = int(text) * MINUTE if text.strip().isdigit() else parse_duration(text, name)
+    seconds = int(text) * MINUTE if _ASCII_INT.match(text) else parse_duration(text, name)
     if seconds % MINUTE or not MINUTE <= seconds <= 60 * MINUTE:
         raise InvalidParameterError(name, "must be whole minutes between 1m and 60m")
     return timedelta(seconds=seconds)
@@ -122,7 +129,9 @@ def parse_instant(text: str, name: str, now: datetime) -> datetime:
     raw = text.strip()
     rel = _RELATIVE.match(raw)
     if rel:
-        return now - timedelta(seconds=parse_duration(rel.group(1), name)) if rel.group(1) else now
+        if not rel.group(1):
+            return now
+        return max(now - timedelta(seconds=parse_duration(rel.group(1), name)), EPOCH)
     try:
         seconds = float(raw)
     except ValueError:
@@ -139,7 +148,13 @@ def parse_instant(text: str, name: str, now: datetime) -> datetime:
         ) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        parsed = parsed.astimezone(UTC)
+    except OverflowError:
+        parsed = EPOCH - timedelta(days=1)  # year 1 with a positive offset: out of range
+    if not EPOCH <= parsed < LAST_INSTANT:
+        raise InvalidParameterError(name, "out of range (1970-01-01 to 2999-12-31)")
+    return parsed
 
 
 def parse_range(
@@ -241,7 +256,7 @@ def parse_dimension_value(dim: str, text: str, name: str) -> str | int:
             raise InvalidParameterError(name, f"status class must be 1xx…5xx, got {text!r}")
         return int(m.group(1))
     if dim == "status_code":
-        if not text.strip().isdigit() or not 100 <= int(text) <= 599:
+        if not _ASCII_INT.match(text) or not 100 <= int(text) <= 599:
             raise InvalidParameterError(name, f"status code must be 100–599, got {text!r}")
         return int(text)
     if dim == "method":
@@ -285,6 +300,8 @@ def parse_period(text: str, name: str = "period") -> tuple[datetime, datetime]:
     m = _PERIOD.match(text.strip())
     if not m or not 1 <= int(m.group(2)) <= 12:
         raise InvalidParameterError(name, f"expected YYYY-MM, got {text!r}")
+    if not EPOCH.year <= int(m.group(1)) < LAST_INSTANT.year:
+        raise InvalidParameterError(name, "year out of range (1970 to 2999)")
     year, month = int(m.group(1)), int(m.group(2))
     start = datetime(year, month, 1, tzinfo=UTC)
     end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)

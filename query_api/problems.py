@@ -10,15 +10,31 @@ Every error the API returns has this one shape, so a client (or the dashboard) c
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from psycopg_pool import PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+log = logging.getLogger(__name__)
+
 PROBLEM_JSON = "application/problem+json"
+_TITLES: Final = {400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found",
+                  405: "Method not allowed", 406: "Not acceptable", 413: "Payload too large",
+                  415: "Unsupported media type"}
+RETRY_AFTER_S: Final = 5
+
+
+def printable(text: str) -> str:
+    """``text`` with U+0000 and lone surrogates escaped, so any JSON encoder can write it."""
+    if text.isascii() and "\x00" not in text:
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
 
 
 class ProblemError(Exception):
@@ -55,9 +71,10 @@ def problem_body(
     status: int, title: str, detail: str, invalid_params: Sequence[tuple[str, str]] = ()
 ) -> dict[str, Any]:
     body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status,
-                            "detail": detail}
+                            "detail": printable(detail)}
     if invalid_params:
-        body["invalid_params"] = [{"name": n, "reason": r} for n, r in invalid_params]
+        body["invalid_params"] = [{"name": printable(n), "reason": printable(r)}
+                                  for n, r in invalid_params]
     return body
 
 
@@ -75,8 +92,11 @@ def problem_response(
 def _param_name(loc: Sequence[Any]) -> str:
     """``("query", "window")`` → ``window``; body fields keep their dotted path."""
     parts = [str(p) for p in loc]
-    if parts and parts[0] in {"query", "path", "header", "cookie", "body"}:
+    if parts and parts[0] in {"query", "path", "header", "cookie"}:
         parts = parts[1:]
+    elif parts and parts[0] == "body":
+        # ("body", 17) is a JSON syntax error at offset 17: the body as a whole is at fault
+        parts = parts[1:] if len(parts) > 1 and not parts[1].isdigit() else ["body"]
     return ".".join(parts) or "request"
 
 
@@ -94,13 +114,31 @@ async def _on_validation(_request: Request, exc: Exception) -> JSONResponse:
 
 async def _on_http(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)  # noqa: S101 - registered for this type only
-    title = {401: "Unauthorized", 403: "Forbidden", 404: "Not found",
-             405: "Method not allowed"}.get(exc.status_code, "Error")
-    return problem_response(exc.status_code, title, str(exc.detail),
+    title = _TITLES.get(exc.status_code, "Error")
+    detail = str(exc.detail)
+    params = [("body", detail)] if exc.status_code == 400 and "body" in detail else []
+    return problem_response(exc.status_code, title, detail, params,
                             headers=dict(exc.headers or {}))
+
+
+async def _on_database_gone(_request: Request, exc: Exception) -> JSONResponse:
+    """PostgreSQL unreachable, the pool exhausted or a statement timed out: retry later."""
+    log.warning("query API: database unavailable (%s: %s)", type(exc).__name__,
+                str(exc).strip().splitlines()[0] if str(exc).strip() else "")
+    return problem_response(503, "Service unavailable",
+                            "the database is unavailable or overloaded; retry shortly",
+                            headers={"Retry-After": str(RETRY_AFTER_S)})
+
+
+async def _on_unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    """A bug: logged with its traceback by Starlette; the client gets no internals."""
+    return problem_response(500, "Internal error", "the query API failed on this request")
 
 
 def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ProblemError, _on_problem)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)
+    for gone in (psycopg.OperationalError, psycopg.errors.QueryCanceled, PoolTimeout):
+        app.add_exception_handler(gone, _on_database_gone)
+    app.add_exception_handler(Exception, _on_unexpected)

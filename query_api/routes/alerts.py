@@ -17,11 +17,13 @@ from psycopg.rows import dict_row
 from pydantic import BaseModel, Field
 
 from query_api.deps import AdminKey, ConnDep, ReadKey, SettingsDep
+from query_api.guards import StorableText
 from query_api.problems import ProblemError
 from schemas.alerts import AlertTargetPolicy, Channel, Comparator, Metric
 
 router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
-RuleIdPath = Annotated[int, Path(ge=1, description="The rule")]
+RuleIdPath = Annotated[int, Path(ge=1, le=2**63 - 1, description="The rule")]
+INT4_MAX = 2**31 - 1
 
 _COLUMNS = ("name", "metric", "comparator", "threshold", "window_minutes", "min_requests",
             "cooldown_minutes", "endpoint", "api_key", "method", "channel", "target",
@@ -34,18 +36,24 @@ _RULE = sql.SQL(
 
 
 class RuleRequest(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
+    model_config = {"json_schema_extra": {"examples": [{
+        "name": "checkout errors", "metric": "error_rate", "comparator": ">",
+        "threshold": 0.05, "window_minutes": 5, "endpoint": "/checkout", "channel": "webhook",
+        "target": "https://hooks.example.com/turnstile"}]}}
+
+    name: StorableText = Field(min_length=1, max_length=200)
     metric: Metric = Field(description="rates are fractions (0.05 = 5 %), latencies in ms")
     comparator: Comparator
-    threshold: float
+    threshold: float = Field(allow_inf_nan=False)
     window_minutes: int = Field(default=5, ge=1, le=60)
-    min_requests: int = Field(default=20, ge=0, description="needed for rates and latencies")
+    min_requests: int = Field(default=20, ge=0, le=INT4_MAX,
+                              description="needed for rates and latencies")
     cooldown_minutes: int = Field(default=15, ge=0, le=1440)
-    endpoint: str | None = Field(default=None, min_length=1, max_length=512)
-    api_key: str | None = Field(default=None, min_length=1, max_length=128)
-    method: str | None = Field(default=None, min_length=1, max_length=16)
+    endpoint: StorableText | None = Field(default=None, min_length=1, max_length=512)
+    api_key: StorableText | None = Field(default=None, min_length=1, max_length=128)
+    method: StorableText | None = Field(default=None, min_length=1, max_length=16)
     channel: Channel
-    target: str = Field(min_length=1, max_length=2048,
+    target: StorableText = Field(min_length=1, max_length=2048,
                         description="Slack/webhook URL, or a PagerDuty routing key")
     enabled: bool = True
 
@@ -66,7 +74,7 @@ class AlertEvent(BaseModel):
     rule_name: str
     kind: str
     value: float | None
-    threshold: float
+    threshold: float = Field(allow_inf_nan=False)
     window_start: datetime
     window_end: datetime
     at: datetime

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Path, Response
 from pydantic import BaseModel, Field
 
 from query_api.deps import AdminKey, ConnDep, KeyCacheDep
+from query_api.guards import StorableText
 from query_api.models import KeyItem, NewKeyResponse
 from query_api.problems import ProblemError
 from schemas import keystore
@@ -18,7 +19,7 @@ router = APIRouter(prefix="/api/v1/keys", tags=["keys"])
 
 class NewKeyRequest(BaseModel):
     kind: KeyKind = Field(description="write (agents), read (dashboards) or admin")
-    name: str = Field(default="", max_length=200)
+    name: StorableText = Field(default="", max_length=200)
 
 
 def key_json(info: KeyInfo) -> dict[str, Any]:

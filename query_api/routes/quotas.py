@@ -25,8 +25,10 @@ ApiKeyPath = Annotated[str, Path(min_length=1, max_length=128, description="The 
 
 
 class QuotaRequest(BaseModel):
-    monthly_requests: int | None = Field(default=None, ge=0, description="null: unlimited")
-    requests_per_minute: int | None = Field(default=None, ge=0, description="null: unlimited")
+    monthly_requests: int | None = Field(default=None, ge=0, le=2**63 - 1,
+                                         description="null: unlimited")
+    requests_per_minute: int | None = Field(default=None, ge=0, le=2**31 - 1,
+                                            description="null: unlimited")
 
 
 def quota_window(limit: int | None, used: int, reset_at: datetime) -> dict[str, Any]:

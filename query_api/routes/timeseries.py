@@ -60,8 +60,10 @@ def parse_groups(texts: list[str] | None) -> list[str]:
 def timeseries(
     request: Request, key: ReadKey, conn: ConnDep, lake: LakeDep, settings: SettingsDep,
     now: NowDep,
-    start: Annotated[str, Path(description="RFC 3339, date, Unix seconds or now-24h")],
-    end: Annotated[str, Path(description="RFC 3339, date, Unix seconds or now")],
+    start: Annotated[str, Path(description="RFC 3339, date, Unix seconds or now-24h",
+                               examples=["now-24h"])],
+    end: Annotated[str, Path(description="RFC 3339, date, Unix seconds or now",
+                             examples=["now"])],
     value: Annotated[str, Query(description="requests (count), errors, server_errors, "
                                 "latency_ms (response_time), request_bytes, response_bytes")
                      ] = "requests",

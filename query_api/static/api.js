@@ -1,6 +1,7 @@
-/* The query API's JSON routes: bearer key, problem+json errors turned into ApiError. */
+/* The query API's JSON routes (analytics by default, or another root such as PIPELINE): bearer key, problem+json errors turned into ApiError. */
 
-const API = "api/v1/analytics/";
+export const ANALYTICS = "api/v1/analytics/";
+export const PIPELINE = "api/v1/pipeline/";
 
 export class ApiError extends Error {
   constructor(status, title, detail) {
@@ -19,8 +20,8 @@ export function query(params) {
   return q.toString();
 }
 
-export async function api(path, params, key) {
-  const url = API + path + (params ? "?" + query(params) : "");
+export async function api(path, params, key, root = ANALYTICS) {
+  const url = root + path + (params ? "?" + query(params) : "");
   let resp;
   try {
     resp = await fetch(url, { headers: { Authorization: "Bearer " + key,

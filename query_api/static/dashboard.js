@@ -5,13 +5,14 @@
  * API's answers for one explicit [start, end) range, so the page agrees with the API.
  */
 
-import { api, query } from "./api.js";
+import { PIPELINE, api, query } from "./api.js";
 import { drawChart, resetCharts, resizeCharts } from "./charts.js";
 import { $, h, setFigure } from "./dom.js";
 import {
   clockFmt, fmtBytes, fmtInt, fmtMs, fmtMsAxis, fmtPct, fmtPctAxis, fmtRate, level, timeFmt,
 } from "./format.js";
 import { renderConsumers, renderCountries, renderEndpoints, renderStatus } from "./panels.js";
+import { renderDeadLetters, renderPipeline } from "./pipeline.js";
 
 const KEY_STORAGE = "turnstile.readKey";
 const RANGES = { "1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400 };
@@ -28,6 +29,7 @@ let refreshTimer = null;
 let liveTimer = null;
 
 const call = (path, params) => api(path, params, state.key);
+const callPipeline = (path, params) => api(path, params, state.key, PIPELINE);
 const panelContext = () => ({ filters: state.filters, sort: state.sort, onFilter: addFilter });
 const drawEndpoints = () => renderEndpoints(state.endpoints, panelContext());
 
@@ -124,8 +126,12 @@ function scheduleLive() {
   if (state.paused) return;
   liveTimer = setTimeout(async () => {
     if (!document.hidden) {
-      try { renderLive(await call("realtime", { window: "5m", top: 1 })); }
-      catch (err) { if (err.status === 401) return showLogin(loginMessage(err)); }
+      try {
+        const [live, health] = await Promise.all([call("realtime", { window: "5m", top: 1 }),
+                                                  callPipeline("health")]);
+        renderLive(live);
+        renderPipeline(health);
+      } catch (err) { if (err.status === 401) return showLogin(loginMessage(err)); }
     }
     scheduleLive();
   }, LIVE_MS);
@@ -150,6 +156,8 @@ async function load() {
     endpoints: call("endpoints", { start: rng.start, end: rng.end, limit: 50, ...filters }),
     consumers: call("consumers", { start: rng.start, end: rng.end, limit: 10, ...filters }),
     countries: call("countries", { start: rng.start, end: rng.end, limit: 8, ...filters }),
+    pipeline: callPipeline("health"),
+    deadLetters: callPipeline("dead-letters", { since: rng.start, until: rng.end, limit: 1 }),
   };
   const names = Object.keys(parts);
   const settled = await Promise.allSettled(Object.values(parts));
@@ -167,6 +175,7 @@ async function load() {
     historical: renderHistorical, status: renderStatus, countries: renderCountries,
     endpoints: (body) => { state.endpoints = body.endpoints; drawEndpoints(); },
     consumers: (body) => renderConsumers(body, panelContext()),
+    pipeline: renderPipeline, deadLetters: renderDeadLetters,
   };
   for (const name of names) {
     if (results[name]) {
@@ -187,7 +196,8 @@ function renderErrors(errors) {
   banner.replaceChildren();
   if (!errors.length) { banner.hidden = true; return; }
   const labels = { historical: "Charts and totals", status: "Status codes",
-                   endpoints: "Endpoints", consumers: "Consumers", countries: "Countries" };
+                   endpoints: "Endpoints", consumers: "Consumers", countries: "Countries",
+                   pipeline: "Pipeline health", deadLetters: "Dead letters" };
   banner.append(h("strong", { text: "Some data could not be loaded. " }));
   for (const [name, err] of errors) {
     const status = err.status ? " (" + err.status + ")" : "";

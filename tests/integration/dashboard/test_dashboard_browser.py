@@ -1,4 +1,5 @@
-"""The dashboard in headless Chromium agrees with the API and with the seeded traffic."""
+"""The dashboard in headless Chromium agrees with the API and with the seeded traffic, and
+shows a stopped layer and the project's dead letters in its Pipeline panel."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from psycopg.types.json import Jsonb
+
+from schemas.dead_letters import DeadLetter, record_dead_letters
 
 OUTPUT = Path(__file__).resolve().parents[3] / "test-output"
 LOAD_TIMEOUT_MS = 15_000
@@ -194,3 +198,55 @@ def test_dashboard_matches_the_api_through_range_changes_and_filters(page, site)
     # the live strip shows the realtime route's figures
     assert re.fullmatch(r"[\d.,]+", page.locator("#live-rpm").inner_text())
     assert [e for e in page.console_errors if "503" not in e] == []
+
+
+@pytest.fixture
+def stopped_speed_layer(db, site):
+    """Heartbeats: the speed layer fell silent a minute ago, the lake writer beats, alerting
+    never reported; and three dead letters of this project in the last hour."""
+    controlled = ["speed_layer", "lake_writer", "alerting"]
+    saved = db.execute("DELETE FROM pipeline_heartbeats WHERE component = ANY(%s) RETURNING *",
+                       (controlled,)).fetchall()
+    db.execute(
+        "INSERT INTO pipeline_heartbeats (component, instance, state, started_at, beat_at,"
+        " last_success_at, lag_events) VALUES"
+        " ('speed_layer', 'box:1', 'running', now() - interval '2 hours',"
+        "  now() - interval '1 minute', now() - interval '70 seconds', 4200),"
+        " ('lake_writer', 'box:2', 'running', now() - interval '2 hours', now(), now(), 17)")
+    record_dead_letters(db, [DeadLetter("speed_layer", "endpoint: contains U+0000",
+                                        project_id=site.project_id, topic="dash.dlq",
+                                        partition=0, offset=i) for i in range(3)])
+    yield
+    db.execute("DELETE FROM dead_letters WHERE kafka_topic = 'dash.dlq'")
+    db.execute("DELETE FROM pipeline_heartbeats WHERE component = ANY(%s)", (controlled,))
+    with db.cursor() as cur:
+        cur.executemany("INSERT INTO pipeline_heartbeats VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+                        " ON CONFLICT DO NOTHING", [(*r[:7], Jsonb(r[7])) for r in saved])
+
+
+def test_pipeline_panel_shows_a_stopped_layer_and_the_projects_dead_letters(
+        page, site, stopped_speed_layer):
+    sign_in(page, site, site.read_key)
+    wait_loaded(page, "range=24h")
+    items = page.locator("#pipeline li")
+    shown = dict(items.evaluate_all("items => items.map(i => [i.dataset.component,"
+                                    " i.dataset.status])"))
+    assert shown["speed_layer"] == "down" and shown["lake_writer"] == "up"
+    assert shown["alerting"] == "unknown" and shown["query_api"] == "up"
+    assert list(shown)[:6] == ["gateway", "speed_layer", "lake_writer", "billing", "query_api",
+                               "alerting"]
+    speed = page.locator("#pipeline li[data-component='speed_layer']")
+    assert "down" in speed.inner_text().lower() and "4,200 events" in speed.inner_text()
+    assert re.search(r"heartbeat (6\d|7\d) s ago", speed.inner_text())
+    lake = page.locator("#pipeline li[data-component='lake_writer']")
+    assert lake.locator(".p-lag").get_attribute("data-value") == "17"
+    assert "never reported" in page.locator(
+        "#pipeline li[data-component='alerting']").inner_text()
+    alert = page.locator("#pipeline-alert")
+    assert alert.is_visible() and "Speed layer is down" in alert.inner_text()
+
+    dead = page.locator("#dead-letters")
+    assert dead.get_attribute("data-value") == "3" and "3 records" in dead.inner_text()
+    assert "endpoint: contains U+0000 × 3" in page.locator("#dead-letter-reasons").inner_text()
+    page.screenshot(path=str(OUTPUT / "dashboard-pipeline.png"), full_page=True)
+    assert page.console_errors == []

@@ -18,7 +18,8 @@ def test_index_is_served_at_root_with_security_headers(site):
 
 
 def test_assets_and_vendored_licence_are_served(site):
-    modules = [f"static/{m}.js" for m in ("dashboard", "api", "charts", "dom", "format", "panels")]
+    modules = [f"static/{m}.js" for m in ("dashboard", "api", "charts", "dom", "format", "panels",
+                                                  "pipeline")]
     for path, kind in (*((m, "javascript") for m in modules), ("static/dashboard.css", "css"),
                        ("static/vendor/uPlot.iife.min.js", "javascript"),
                        ("static/vendor/uPlot.LICENSE", "")):

@@ -1,13 +1,20 @@
-"""Data builders for the query API tests: metrics rows with real t-digests, lake files."""
+"""Data builders for the query API tests (metrics rows with real t-digests, lake files) and
+a real server to run an app under."""
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import uvicorn
 from psycopg import sql
 
 from schemas.arrow import EVENT_ARROW_SCHEMA
@@ -69,3 +76,28 @@ def write_lake_file(root: Path, project_id: str, events: list[dict], name: str =
     path = folder / f"{name}.parquet"
     pq.write_table(pa.table(columns, schema=EVENT_ARROW_SCHEMA), path)
     return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def served(app, timeout_s: float = 30.0) -> Iterator[str]:
+    """The app under a real uvicorn server on a free port (a thread); yields its base URL."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                           log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, name="query-api-under-test", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout_s
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "query API did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)

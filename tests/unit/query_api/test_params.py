@@ -151,3 +151,35 @@ def test_values_and_aggregations():
     assert err.value.name == "aggregation"
     assert rollup_can_serve(parse_value("latency"), parse_aggregation("p99"))
     assert not rollup_can_serve(parse_value("request_size"), parse_aggregation("max"))
+
+
+@pytest.mark.parametrize(("text", "name"), [
+    ("0001-01-01T00:00:00+01:00", "start"),  # overflows when converted to UTC
+    ("9999-12-31T23:59:59", "end"),
+    ("1969-12-31", "start"),
+    ("now-99999999999d", "start"),  # overflowed timedelta arithmetic
+    ("now-9999999999999999999d", "start"),
+])
+def test_instants_outside_the_served_years_are_refused_naming_the_parameter(text, name):
+    with pytest.raises(InvalidParameterError) as err:
+        parse_instant(text, name, NOW)
+    assert err.value.name == name
+
+
+@pytest.mark.parametrize("text", ["²", "٣m", "99999999999999d", "1" * 5000])
+def test_durations_are_ascii_and_bounded(text):
+    with pytest.raises(InvalidParameterError) as err:
+        parse_window(text)
+    assert err.value.name == "window"
+
+
+@pytest.mark.parametrize("text", ["0000-01", "1969-12", "3000-01"])
+def test_periods_outside_the_served_years_are_refused(text):
+    with pytest.raises(InvalidParameterError):
+        parse_period(text)
+
+
+def test_a_unicode_digit_is_not_a_status_code():
+    with pytest.raises(InvalidParameterError) as err:
+        parse_filters({"status_code": ["²00"]})
+    assert err.value.name == "status_code"
