@@ -28,7 +28,7 @@ PROBLEM_JSON = "application/problem+json"
 
 
 @schemathesis.check
-def problem_json_for_4xx(ctx, response, case) -> bool | None:
+def gateway_4xx_is_problem_json(ctx, response, case) -> bool | None:
     """A 4xx is RFC 9457 problem+json that names the part of the request at fault."""
     if not 400 <= response.status_code < 500:
         return None
@@ -60,6 +60,6 @@ def test_no_operation_answers_5xx_and_every_4xx_is_a_problem(case, target):
     case.headers = {**headers, "X-Api-Key": target["key"]}
     response = case.call(base_url=target["url"], timeout=30)
     case.validate_response(response, checks=[
-        not_a_server_error, problem_json_for_4xx, status_code_conformance,
+        not_a_server_error, gateway_4xx_is_problem_json, status_code_conformance,
         content_type_conformance, response_schema_conformance,
     ])

@@ -92,7 +92,7 @@ def _document() -> dict:
 
 
 @schemathesis.check
-def problem_json_for_4xx(ctx, response, case) -> bool | None:
+def query_4xx_is_problem_json(ctx, response, case) -> bool | None:
     """A 4xx is RFC 9457 problem+json; a 400 names at least one parameter."""
     if not 400 <= response.status_code < 500:
         return None
@@ -122,5 +122,5 @@ def test_no_operation_answers_5xx_and_every_4xx_is_a_problem(case, fuzz_target):
     case.headers = {**headers, "Authorization": f"Bearer {key}"}
     response = case.call(base_url=fuzz_target["url"])
     case.validate_response(response, checks=[
-        not_a_server_error, problem_json_for_4xx, status_code_conformance,
+        not_a_server_error, query_4xx_is_problem_json, status_code_conformance,
         content_type_conformance, response_schema_conformance])
