@@ -42,6 +42,8 @@ class SpeedSettings(BaseSettings):
     snapshot_interval_s: float = Field(default=10.0, gt=0)
     recovery_partitions: int = Field(default=4, ge=1, le=256)
     workers: int = Field(default=1, ge=1, le=64)
+    # /healthz, /readyz and /metrics on 127.0.0.1 (TURNSTILE_SPEED_OPS_PORT; 0 = any port).
+    ops_port: int = Field(default=9101, ge=0, le=65535)
 
     retention_1m: str = "30 days"
     retention_1h: str = "2 years"
