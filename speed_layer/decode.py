@@ -72,6 +72,7 @@ def decode_poll(
                 project_id=columns.project_id[j], topic=topic, partition=partition,
                 offset=int(all_offsets[at]), key=keys[at], value=values[at]))
         columns = keep_rows(columns, ~bad)
+        dead.sort(key=lambda d: d.offset or 0)
     rows = columns.positions
     ids = np.empty(len(columns), dtype=object)
     ids[:] = columns.batch_id
