@@ -59,12 +59,19 @@ def _day(text: str) -> date:
 def lake_run() -> None:
     """Consume the events topic into the lake until SIGTERM (then roll and commit)."""
     from batch_layer.lake import open_lake
-    from batch_layer.lake_writer import LakeWriter
+    from batch_layer.lake_writer import COMPONENT, LakeWriter
+    from schemas.consumer_ops import ComponentOps, kafka_probe
 
     settings = _settings()
-    writer = LakeWriter(settings, open_lake(settings))
-    _stop_on_signals(callback=writer.stop)
-    stats = writer.run()
+    # Ready while the broker answers; PostgreSQL only holds its dead letters (waited for).
+    ops = ComponentOps(COMPONENT, settings.ops_port, settings.database.dsn(),
+                       probes={"kafka": kafka_probe(settings.kafka.bootstrap)}).start()
+    try:
+        writer = LakeWriter(settings, open_lake(settings), ops=ops)
+        _stop_on_signals(callback=writer.stop)
+        stats = writer.run()
+    finally:
+        ops.stop()
     _console.print(f"lake writer stopped: {stats}")
 
 
