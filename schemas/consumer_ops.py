@@ -91,8 +91,12 @@ class ComponentOps:
         """Probe once, then serve the ops routes and publish heartbeats."""
         self._probe_once()
         self._thread.start()
-        self.server = OpsServer(self.component, self._port, checks={
-            name: self._check(name) for name in self._probes}).start()
+        try:
+            self.server = OpsServer(self.component, self._port, checks={
+                name: self._check(name) for name in self._probes}).start()
+        except OSError as exc:  # the work matters more than its metrics: go on without
+            log.error("%s: ops port %d not served (%s); /healthz, /readyz and /metrics are "
+                      "unavailable", self.component, self._port, exc)
         if self.heartbeat is not None:
             self.heartbeat.start()
         return self
