@@ -48,6 +48,13 @@ log = logging.getLogger(__name__)
 
 COMPONENT = "lake_writer"
 _UNSTORABLE = "U+0000"
+# Commit errors that only say the coordinator cannot be reached now: wait, then commit.
+_UNREACHABLE = frozenset({
+    KafkaError._TRANSPORT, KafkaError._TIMED_OUT, KafkaError._ALL_BROKERS_DOWN,
+    KafkaError._WAIT_COORD, KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError.REQUEST_TIMED_OUT,
+    KafkaError.NETWORK_EXCEPTION,
+})
 LAG_REFRESH_S = 3.0
 _KAFKA_LOG_EVERY_S = 10.0
 
@@ -294,7 +301,8 @@ class LakeWriter:
                 consumer.commit(offsets=offsets, asynchronous=False)
             except KafkaException as exc:
                 error = exc.args[0] if exc.args else None
-                if isinstance(error, KafkaError) and error.retriable():
+                if isinstance(error, KafkaError) and (error.retriable()
+                                                      or error.code() in _UNREACHABLE):
                     raise _RetriableCommit(error.str()) from exc
                 raise
 
