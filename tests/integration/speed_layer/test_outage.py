@@ -117,3 +117,41 @@ def test_postgres_outage_is_waited_out_logged_and_totals_stay_exact(
     assert all(f"PostgreSQL unreachable at {host}:{db_port} (" in line
                and "; retrying in " in line for line in outage), outage[:3]
     assert "Traceback" not in log, log[-3000:]
+
+
+def test_kafka_outage_is_waited_out_with_readiness_false_and_totals_stay_exact(
+        stack, speed_settings, project_prefix, tmp_path):
+    assert stack.kafka is not None, "this test stops the session's own broker"
+    settings = speed_settings(partitions=2)
+    settings.state.state_dir.mkdir(parents=True)
+    ensure_dead_letter_topic(settings)
+    records = make_records(8_000, minutes=3, projects=2, keys=4, seed=52,
+                           project_prefix=project_prefix)
+    first, second = records[:4_000], records[4_000:]
+    (port,) = free_ports(1)
+    log_path = tmp_path / "speed.log"
+    flow = start_speed(settings, port, log_path)
+    try:
+        produce(stack.kafka_bootstrap, settings.kafka.events_topic, first)
+        eventually(lambda: fresh_total(stack.database_url, project_prefix) == len(first), 60,
+                   "the first half to be counted")
+        eventually(lambda: ready(port) == 200, 20, "readiness")
+        stack.kafka.stop()
+        try:
+            eventually(lambda: ready(port) == 503, 20, "readiness to turn false")
+            assert "kafka" in httpx.get(f"http://127.0.0.1:{port}/readyz").text
+            eventually(lambda: "Kafka unreachable at" in log_path.read_text(), 30,
+                       "the outage to be logged")
+            assert flow.poll() is None, "the speed layer exited during the outage"
+        finally:
+            stack.kafka.start()
+        produce(stack.kafka_bootstrap, settings.kafka.events_topic, second)
+        eventually(lambda: fresh_total(stack.database_url, project_prefix) == len(records),
+                   120, "every record to be counted after the outage")
+        eventually(lambda: ready(port) == 200, 30, "readiness after the outage")
+        with psycopg.connect(stack.database_url, autocommit=True) as conn:
+            assert_rows_equal(metrics(conn, project_prefix), reference(records))
+    finally:
+        flow.kill()
+        flow.wait(10)
+    assert "Traceback" not in log_path.read_text(), log_path.read_text()[-3000:]
