@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 from typing import Annotated
 
 import typer
@@ -22,4 +24,16 @@ def alerting(
         typer.echo(f"{stats.rules} rule(s), {stats.events} event(s), "
                    f"{stats.delivered} delivered, {stats.failed} failed")
         return
-    run_forever(settings)
+    from alerting.service import COMPONENT
+    from schemas.consumer_ops import ComponentOps, postgres_probe
+
+    dsn = settings.database.dsn()
+    ops = ComponentOps(COMPONENT, settings.ops_port, dsn,
+                       probes={"postgres": postgres_probe(dsn)}).start()
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        run_forever(settings, ops=ops, stop=stop)
+    finally:
+        ops.stop()

@@ -10,6 +10,7 @@ minute it happens. Percentiles merge the minutes' t-digests in PostgreSQL.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -17,6 +18,8 @@ import psycopg
 
 from alerting.rules import RULE_COLUMNS, RULE_WIDTH, Rule, Window
 from schemas.metric_tables import MEASURE_BY_NAME, MEASURES, Merge
+
+log = logging.getLogger(__name__)
 
 _MAX_WINDOW: Final = timedelta(minutes=60)  # the table's CHECK; lets the planner prune days
 
@@ -36,7 +39,7 @@ LEFT JOIN metrics_1m m
       AND (r.endpoint IS NULL OR m.endpoint = r.endpoint)
       AND (r.api_key IS NULL OR m.api_key = r.api_key)
       AND (r.method IS NULL OR m.method = r.method)
-WHERE r.enabled
+WHERE r.enabled AND (%(rule_id)s::bigint IS NULL OR r.rule_id = %(rule_id)s)
 GROUP BY r.rule_id
 ORDER BY r.rule_id"""  # noqa: S608 - Rule's field names and schemas.metric_tables' measures
 
@@ -46,9 +49,20 @@ def window_end(now: datetime) -> datetime:
     return now.replace(second=0, microsecond=0) + timedelta(minutes=1)
 
 
-def measure(conn: psycopg.Connection[Any], now: datetime) -> list[tuple[Rule, Window]]:
+_ENABLED: Final = "SELECT rule_id FROM alert_rules WHERE enabled ORDER BY rule_id"
+
+# Errors that come from a rule or its minutes; anything else (PostgreSQL gone, a missing
+# table or function) fails the whole round, which is retried.
+RULE_ERRORS: Final = (psycopg.DataError, psycopg.IntegrityError, ArithmeticError, TypeError,
+                      ValueError)
+
+
+def measure(conn: psycopg.Connection[Any], now: datetime,
+            rule_id: int | None = None) -> list[tuple[Rule, Window]]:
+    """Every enabled rule's window (or only ``rule_id``'s), in one query."""
     end = window_end(now)
-    rows = conn.execute(_MEASURE, {"end": end, "earliest": end - _MAX_WINDOW}).fetchall()
+    rows = conn.execute(_MEASURE, {"end": end, "earliest": end - _MAX_WINDOW,
+                                   "rule_id": rule_id}).fetchall()
     out = []
     for row in rows:  # one row per rule, not per event
         rule = Rule(*row[:RULE_WIDTH])
@@ -58,3 +72,24 @@ def measure(conn: psycopg.Connection[Any], now: datetime) -> list[tuple[Rule, Wi
                                  float(latency_sum), p50, p95, p99,
                                  end - timedelta(minutes=rule.window_minutes), end)))
     return out
+
+
+def measure_each(conn: psycopg.Connection[Any], now: datetime
+                 ) -> tuple[list[tuple[Rule, Window]], list[tuple[int, BaseException]]]:
+    """``measure``, or, when that one query fails on a rule's data, rule by rule.
+
+    Returns the windows measured and the rules that could not be, with the error.
+    """
+    try:
+        return measure(conn, now), []
+    except RULE_ERRORS as exc:
+        log.warning("measuring all rules at once failed (%s); measuring them one by one",
+                    str(exc).strip().splitlines()[0] if str(exc).strip() else exc)
+    measured: list[tuple[Rule, Window]] = []
+    failed: list[tuple[int, BaseException]] = []
+    for (rule_id,) in conn.execute(_ENABLED).fetchall():  # one query per rule (rare path)
+        try:
+            measured.extend(measure(conn, now, rule_id))
+        except RULE_ERRORS as exc:
+            failed.append((int(rule_id), exc))
+    return measured, failed

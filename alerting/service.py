@@ -4,25 +4,37 @@ A round (1) measures every enabled rule, (2) records state changes and their eve
 one transaction, then (3) sends every pending event and records the outcome. Events are
 written before they are sent, so a crash between the two sends them on the next round
 (at least once; PagerDuty's dedup key makes a repeated trigger harmless).
+
+One bad rule never stops the others: a rule that cannot be measured, decided or
+recorded (each rule has its own savepoint), or whose notification cannot even be
+attempted, is set aside as a dead letter (component ``alerting``, one per rule, kind
+and day) and the round goes on. A round that fails as a whole (PostgreSQL gone) is logged
+in one line and retried with capped backoff, then at the normal interval again.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 import psycopg
 
 from alerting.decide import State, decide
-from alerting.evaluate import measure
-from alerting.notify import Notice, Notifier
+from alerting.evaluate import measure_each
+from alerting.notify import Notice, Notifier, Outcome
 from alerting.rules import RULE_COLUMNS, Rule
 from alerting.settings import AlertingSettings
+from schemas.consumer_ops import ERRORS, EVENTS_IN, EVENTS_OUT, ComponentOps, no_ops
+from schemas.dead_letters import DeadLetter, record_dead_letters
+from schemas.retry import Backoff, pg_unreachable, retry_line
 
 log = logging.getLogger(__name__)
+
+COMPONENT: Final = "alerting"
 
 _STATES = """
 SELECT rule_id, firing, since, last_notified_at FROM alert_state
@@ -58,36 +70,71 @@ class RoundStats:
     events: int
     delivered: int
     failed: int
+    dead_letters: int = 0
 
 
-def evaluate(conn: psycopg.Connection[Any], now: datetime) -> tuple[int, int]:
+@dataclass
+class _SetAside:
+    """Rules of this round that could not be handled, as dead letters."""
+
+    letters: list[DeadLetter] = field(default_factory=list)
+
+    def add(self, rule: Rule | None, rule_id: int, kind: str, exc: BaseException,
+            now: datetime) -> None:
+        reason = f"{kind}: {type(exc).__name__}: {exc}"
+        log.error("alert rule %d set aside (%s)", rule_id, reason[:300])
+        ERRORS.labels(COMPONENT, kind).inc()
+        # One row per rule, kind and day: a rule broken for hours is not a row a minute.
+        self.letters.append(DeadLetter(
+            component=COMPONENT, reason=reason, kind=kind,
+            project_id=rule.project_id if rule is not None else None,
+            event_id=f"rule {rule_id} {kind} {now.date().isoformat()}"))
+
+
+def evaluate(conn: psycopg.Connection[Any], now: datetime,
+             aside: _SetAside | None = None) -> tuple[int, int]:
     """Steps 1–2: (rules measured, events recorded)."""
-    measured = measure(conn, now)
+    aside = aside if aside is not None else _SetAside()
+    measured, unmeasured = measure_each(conn, now)
+    for rule_id, exc in unmeasured:
+        aside.add(None, rule_id, "unmeasurable", exc, now)
     events = 0
     with conn.transaction():
         states = {row[0]: State(row[1], row[2], row[3]) for row in conn.execute(
             _STATES, [[rule.rule_id for rule, _ in measured]]).fetchall()}
         for rule, window in measured:  # one step per rule
-            state, event, value = decide(rule, window, states.get(rule.rule_id), now)
-            conn.execute(_UPSERT_STATE, (rule.rule_id, state.firing, value, state.since, now,
-                                         state.last_notified_at))
-            if event is not None:
-                events += 1
-                conn.execute(_ADD_EVENT, (rule.rule_id, rule.project_id, event.kind,
-                                          event.value, rule.threshold, window.start,
-                                          window.end, now, event.delivery))
+            try:
+                with conn.transaction():  # a savepoint: a failing rule leaves no trace
+                    state, event, value = decide(rule, window, states.get(rule.rule_id), now)
+                    conn.execute(_UPSERT_STATE, (rule.rule_id, state.firing, value,
+                                                 state.since, now, state.last_notified_at))
+                    if event is not None:
+                        conn.execute(_ADD_EVENT, (rule.rule_id, rule.project_id, event.kind,
+                                                  event.value, rule.threshold, window.start,
+                                                  window.end, now, event.delivery))
+            except (psycopg.DataError, psycopg.IntegrityError, ArithmeticError, KeyError,
+                    TypeError, ValueError) as exc:
+                aside.add(rule, rule.rule_id, "unevaluable", exc, now)
+                continue
+            events += event is not None
+    EVENTS_IN.labels(COMPONENT).inc(len(measured))
     return len(measured), events
 
 
 def deliver(conn: psycopg.Connection[Any], notifier: Notifier,
-            settings: AlertingSettings) -> tuple[int, int]:
+            settings: AlertingSettings, aside: _SetAside | None = None) -> tuple[int, int]:
     """Step 3: (delivered, failed for good)."""
+    aside = aside if aside is not None else _SetAside()
     delivered = failed = 0
     budget = settings.attempts_per_round * settings.max_rounds
     for row in conn.execute(_PENDING).fetchall():
         event_id, kind, value, start, end, at, tried = row[:7]
         notice = Notice(event_id, Rule(*row[7:]), kind, value, start, end, at)
-        outcome = notifier.send(notice)
+        try:
+            outcome = notifier.send(notice)
+        except Exception as exc:  # noqa: BLE001 - e.g. a target httpx cannot parse
+            aside.add(notice.rule, notice.rule.rule_id, "undeliverable", exc, at)
+            outcome = Outcome(False, 1, f"{type(exc).__name__}: {exc}"[:500], permanent=True)
         if outcome.delivered:
             status = "delivered"
             delivered += 1
@@ -100,6 +147,7 @@ def deliver(conn: psycopg.Connection[Any], notifier: Notifier,
             log.warning("alert event %d not delivered yet: %s", event_id, outcome.error)
         with conn.transaction():
             conn.execute(_RECORD, (status, outcome.attempts, outcome.error, event_id))
+    EVENTS_OUT.labels(COMPONENT).inc(delivered)
     return delivered, failed
 
 
@@ -107,28 +155,55 @@ def run_round(settings: AlertingSettings, now: datetime | None = None,
               notifier: Notifier | None = None) -> RoundStats:
     own = notifier is None
     sender = notifier or Notifier(settings)
+    aside = _SetAside()
     try:
-        with psycopg.connect(settings.database.dsn(), autocommit=True) as conn:
-            rules, events = evaluate(conn, now or datetime.now(UTC))
-            delivered, failed = deliver(conn, sender, settings)
+        with psycopg.connect(settings.database.dsn(), autocommit=True,
+                             connect_timeout=5) as conn:
+            rules, events = evaluate(conn, now or datetime.now(UTC), aside)
+            delivered, failed = deliver(conn, sender, settings, aside)
+            if aside.letters:
+                with conn.transaction():
+                    record_dead_letters(conn, aside.letters)
     finally:
         if own:
             sender.close()
-    return RoundStats(rules, events, delivered, failed)
+    return RoundStats(rules, events, delivered, failed, len(aside.letters))
 
 
-def run_forever(settings: AlertingSettings) -> None:
-    """A round every ``interval_s``; a failed round is logged and the next one runs."""
+def run_forever(settings: AlertingSettings, *, ops: ComponentOps | None = None,
+                stop: threading.Event | None = None) -> None:
+    """A round every ``interval_s`` until ``stop`` is set.
+
+    A failed round is logged in one line and retried with capped backoff (never later
+    than the normal interval); readiness is false until a round succeeds again.
+    """
+    ops = ops or no_ops(COMPONENT)
+    stop = stop or threading.Event()
+    backoff = Backoff(cap=min(30.0, settings.interval_s))
+    dsn = settings.database.dsn()
     notifier = Notifier(settings)
     try:
-        while True:
+        while not stop.is_set():
             started = time.monotonic()
             try:
                 stats = run_round(settings, notifier=notifier)
-                log.info("alerting round: %d rule(s), %d event(s), %d delivered, %d failed",
-                         stats.rules, stats.events, stats.delivered, stats.failed)
-            except psycopg.Error:
-                log.exception("alerting round failed; retrying at the next interval")
-            time.sleep(max(0.0, settings.interval_s - (time.monotonic() - started)))
+            except Exception as exc:  # noqa: BLE001 - the loop must outlive any round
+                ERRORS.labels(COMPONENT, "round").inc()
+                if isinstance(exc, psycopg.OperationalError):
+                    problem = f"alerting round failed: {pg_unreachable(dsn, exc)}"
+                    ops.dependency_failed("postgres")
+                else:
+                    problem = f"alerting round failed: {type(exc).__name__}: {exc}"[:500]
+                delay = backoff.next_delay()
+                log.warning(retry_line(problem, delay))
+                stop.wait(delay)
+                continue
+            backoff.reset()
+            ops.dependency_ok("postgres")
+            ops.success()
+            log.info("alerting round: %d rule(s), %d event(s), %d delivered, %d failed, "
+                     "%d set aside", stats.rules, stats.events, stats.delivered, stats.failed,
+                     stats.dead_letters)
+            stop.wait(max(0.0, settings.interval_s - (time.monotonic() - started)))
     finally:
         notifier.close()

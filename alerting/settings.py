@@ -17,6 +17,8 @@ class AlertingSettings(BaseSettings):
 
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     interval_s: float = Field(default=60.0, gt=0, le=3600)
+    # /healthz, /readyz, /metrics on 127.0.0.1 (TURNSTILE_ALERTING_OPS_PORT; 0 = any port).
+    ops_port: int = Field(default=9104, ge=0, le=65535)
     # PagerDuty Events API v2 endpoint (a rule's target is its integration's routing key).
     pagerduty_events_url: str = "https://events.pagerduty.com/v2/enqueue"
     # Where Slack and webhook rules may send (also enforced by the query API).

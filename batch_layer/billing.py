@@ -144,16 +144,56 @@ def connect(threads: int, memory_limit: str) -> duckdb.DuckDBPyConnection:
 
 
 def register_day(con: duckdb.DuckDBPyConnection, lake: Lake, day: date) -> int:
-    """Expose the day's committed files as view ``events``; returns the file count."""
+    """Expose the day's committed files as view ``events``; returns the file count.
+
+    ``events`` leaves out the rows whose keys PostgreSQL cannot store (``refused_rows``
+    lists them): one such row must not stop every tenant's billing.
+    """
     files = committed_files(lake, day)
     if not files:
-        con.register("events", LAKE_ARROW_SCHEMA.empty_table())
+        con.register("lake_events", LAKE_ARROW_SCHEMA.empty_table())
     elif lake.is_local:
-        con.read_parquet(files).create_view("events")
+        con.read_parquet(files).create_view("lake_events")
     else:
-        con.register("events", pads.dataset(files, filesystem=lake.fs, format="parquet",
-                                            schema=LAKE_ARROW_SCHEMA))
+        con.register("lake_events", pads.dataset(files, filesystem=lake.fs, format="parquet",
+                                                 schema=LAKE_ARROW_SCHEMA))
+    (refused,) = con.execute(_ANY_REFUSED).fetchone() or (False,)
+    # The filter costs a scan of two columns per query: only paid on a day that needs it.
+    con.execute(_FILTERED_EVENTS if refused else "CREATE OR REPLACE VIEW events AS"
+                " SELECT * FROM lake_events")
     return len(files)
+
+
+@dataclass(frozen=True)
+class RefusedRow:
+    """A lake row billing cannot store (U+0000 in a key), with its Kafka coordinates."""
+
+    project_id: str
+    api_key: str
+    event_id: str
+    kafka_partition: int
+    kafka_offset: int
+    field: str
+
+
+# Keys billing_usage stores: text PostgreSQL cannot hold in them refuses the row.
+_KEY_NUL = "contains(project_id, chr(0)) OR contains(api_key, chr(0))"
+_ANY_REFUSED = (
+    f"SELECT count(*) > 0 FROM (SELECT 1 FROM lake_events WHERE {_KEY_NUL} LIMIT 1)"  # noqa: S608
+)
+_FILTERED_EVENTS = (
+    f"CREATE OR REPLACE VIEW events AS SELECT * FROM lake_events WHERE NOT ({_KEY_NUL})"  # noqa: S608
+)
+_REFUSED = f"""
+SELECT project_id, api_key, event_id, kafka_partition, kafka_offset,
+       CASE WHEN contains(project_id, chr(0)) THEN 'project_id' ELSE 'api_key' END
+FROM lake_events WHERE {_KEY_NUL}
+ORDER BY kafka_partition, kafka_offset"""  # noqa: S608 - constant text
+
+
+def refused_rows(con: duckdb.DuckDBPyConnection) -> list[RefusedRow]:
+    """The rows of the registered day that ``events`` leaves out (rare: one step each)."""
+    return [RefusedRow(*row) for row in con.execute(_REFUSED).fetchall()]
 
 
 def compute_usage(con: duckdb.DuckDBPyConnection, day: date,

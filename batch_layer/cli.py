@@ -59,12 +59,19 @@ def _day(text: str) -> date:
 def lake_run() -> None:
     """Consume the events topic into the lake until SIGTERM (then roll and commit)."""
     from batch_layer.lake import open_lake
-    from batch_layer.lake_writer import LakeWriter
+    from batch_layer.lake_writer import COMPONENT, LakeWriter
+    from schemas.consumer_ops import ComponentOps, kafka_probe
 
     settings = _settings()
-    writer = LakeWriter(settings, open_lake(settings))
-    _stop_on_signals(callback=writer.stop)
-    stats = writer.run()
+    # Ready while the broker answers; PostgreSQL only holds its dead letters (waited for).
+    ops = ComponentOps(COMPONENT, settings.ops_port, settings.database.dsn(),
+                       probes={"kafka": kafka_probe(settings.kafka.bootstrap)}).start()
+    try:
+        writer = LakeWriter(settings, open_lake(settings), ops=ops)
+        _stop_on_signals(callback=writer.stop)
+        stats = writer.run()
+    finally:
+        ops.stop()
     _console.print(f"lake writer stopped: {stats}")
 
 
@@ -117,9 +124,10 @@ def billing_schedule(
 
     settings = _settings()
     lake = open_lake(settings)
+    dsn = settings.database.dsn()
 
     def job(today: date) -> None:
-        with psycopg.connect(settings.database.dsn(), autocommit=True) as conn:
+        with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
             for day in days_to_run(today, settings.rerun_days):
                 run_day(settings, lake, conn, day)
         apply_retention(lake, today, settings.retention_days)
@@ -127,9 +135,30 @@ def billing_schedule(
     if once:
         job(datetime.now(UTC).date())
         return
+    from batch_layer.jobs import COMPONENT
+    from schemas.consumer_ops import ComponentOps, postgres_probe
+    from schemas.retry import pg_unreachable
+
+    ops = ComponentOps(COMPONENT, settings.ops_port, dsn,
+                       probes={"postgres": postgres_probe(dsn)}).start()
+    ops.state.state = "running"  # idle until the night: nothing to wait for
+
+    def observed(today: date) -> None:
+        try:
+            job(today)
+        except psycopg.OperationalError:
+            ops.dependency_failed("postgres")
+            raise
+        ops.dependency_ok("postgres")
+        ops.success()
+
     stop = threading.Event()
     _stop_on_signals(stop=stop)
-    run_forever(job, settings.run_at_utc, stop)
+    try:
+        run_forever(observed, settings.run_at_utc, stop, transient=(psycopg.OperationalError,),
+                    describe=lambda e: f"billing run: {pg_unreachable(dsn, e)}")
+    finally:
+        ops.stop()
 
 
 @billing_app.command("export-stripe")

@@ -14,10 +14,15 @@ from datetime import date
 import psycopg
 
 from batch_layer import repository
-from batch_layer.billing import compute_usage, connect, register_day
+from batch_layer.billing import RefusedRow, compute_usage, connect, refused_rows, register_day
 from batch_layer.lake import Lake
 from batch_layer.reconcile import reconcile
 from batch_layer.settings import BatchSettings
+from schemas.consumer_ops import EVENTS_IN, EVENTS_OUT
+from schemas.dead_letters import DeadLetter, record_dead_letters
+from schemas.storable import NUL_PROBLEM
+
+COMPONENT = "billing"
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +39,7 @@ class DayResult:
     reconciliation_rows: int
     unexplained_keys: int
     seconds: float
+    dead_letters: int = 0
 
 
 def run_day(settings: BatchSettings, lake: Lake, conn: psycopg.Connection, day: date
@@ -44,9 +50,18 @@ def run_day(settings: BatchSettings, lake: Lake, conn: psycopg.Connection, day: 
     con = connect(settings.duckdb_threads, settings.duckdb_memory_limit)
     try:
         files = register_day(con, lake, day)
+        refused = refused_rows(con)
         usage = compute_usage(con, day, tiers, settings.default_tier)
+        (events_read,) = con.execute("SELECT count(*) FROM lake_events").fetchone() or (0,)
     finally:
         con.close()
+    EVENTS_IN.labels(COMPONENT).inc(int(events_read))
+    if refused:
+        letters = [_letter(r, settings.kafka.events_topic, day) for r in refused]
+        log.error("billing %s: %d lake row(s) with keys PostgreSQL cannot store were left out "
+                  "and dead-lettered; the other keys are billed", day, len(letters))
+        with conn.transaction():
+            record_dead_letters(conn, letters)
     repository.replace_billing_day(conn, day, usage)
     rows = reconcile(day, usage, repository.stream_counts(conn, day),
                      repository.late_counts(conn, day))
@@ -58,9 +73,19 @@ def run_day(settings: BatchSettings, lake: Lake, conn: psycopg.Connection, day: 
         reconciliation_rows=len(rows),
         unexplained_keys=sum(1 for r in rows if r.status == "unexplained"),
         seconds=time.perf_counter() - started,
+        dead_letters=len(refused),
     )
+    EVENTS_OUT.labels(COMPONENT).inc(len(usage))
     log.info("billing %s: %s", day, result)
     if result.unexplained_keys:
         log.warning("billing %s: %d keys with unexplained stream/batch differences",
                     day, result.unexplained_keys)
     return result
+
+
+def _letter(row: RefusedRow, topic: str, day: date) -> DeadLetter:
+    return DeadLetter(
+        component=COMPONENT, kind="unstorable",
+        reason=f"{row.field}: {NUL_PROBLEM} (billing_usage of {day} left it out)",
+        project_id=row.project_id, topic=topic, partition=row.kafka_partition,
+        offset=row.kafka_offset, event_id=row.event_id)

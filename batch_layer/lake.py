@@ -3,7 +3,7 @@
 Layout under the lake root (a local folder or ``s3://bucket/prefix``)::
 
     dt=YYYY-MM-DD/project=<project_id>/part-<kafka partition>-<first offset of roll>.parquet
-    _quarantine/dt=YYYY-MM-DD/part-<kafka partition>-<first offset>.parquet   (undecodable)
+    _quarantine/dt=YYYY-MM-DD/part-<kafka partition>-<first offset>.parquet   (refused)
     _lake_writer/pending/<topic>/<kafka partition>.json                       (roll intents)
 
 ``dt`` is the UTC day of the event's timestamp. Only names ending in ``.parquet`` outside
@@ -47,6 +47,7 @@ QUARANTINE_ARROW_SCHEMA: Final = pa.schema(
         pa.field("key", pa.binary()),
         pa.field("value", pa.binary()),
         pa.field("reason", pa.string(), nullable=False),
+        pa.field("project_id", pa.string()),  # from the record, or else from its key
     ]
 )
 _DT_DIR: Final = re.compile(r"^dt=(\d{4}-\d{2}-\d{2})$")

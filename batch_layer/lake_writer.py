@@ -5,6 +5,12 @@ record the roll's intent (partition, first and last offset) → write every file
 commit the partition's offset → drop the intent. A crash anywhere loses nothing (offsets
 trail the files) and duplicates nothing: on restart a partition whose first record is the
 first offset of a recorded intent replays exactly that range into the same file names.
+
+Refused records (undecodable, or holding what PostgreSQL or Parquet cannot store) are
+kept in the roll's ``_quarantine/`` file and sent to the dead letters (topic + table)
+before the roll's offsets are committed, so none is skipped silently. A lost broker or
+coordinator is waited out (the client reconnects; commits are retried with capped
+backoff, one log line per attempt), never a crash.
 """
 
 from __future__ import annotations
@@ -33,8 +39,24 @@ from batch_layer.rolls import (
 )
 from batch_layer.settings import BatchSettings
 from schemas.codec import header_batch_id
+from schemas.consumer_ops import ERRORS, EVENTS_IN, EVENTS_OUT, ComponentOps, no_ops
+from schemas.dead_letter_publisher import DeadLetterPublisher
+from schemas.dead_letters import DeadLetter
+from schemas.retry import call_until_done, short_cause
 
 log = logging.getLogger(__name__)
+
+COMPONENT = "lake_writer"
+_UNSTORABLE = "U+0000"
+# Commit errors that only say the coordinator cannot be reached now: wait, then commit.
+_UNREACHABLE = frozenset({
+    KafkaError._TRANSPORT, KafkaError._TIMED_OUT, KafkaError._ALL_BROKERS_DOWN,
+    KafkaError._WAIT_COORD, KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError.REQUEST_TIMED_OUT,
+    KafkaError.NETWORK_EXCEPTION,
+})
+LAG_REFRESH_S = 3.0
+_KAFKA_LOG_EVERY_S = 10.0
 
 
 @dataclass
@@ -51,6 +73,7 @@ class WriterStats:
 
 def consumer_config(settings: BatchSettings) -> dict[str, Any]:
     return {
+        "log_level": 0,  # librdkafka would print every refused connection; see _is_error
         "bootstrap.servers": settings.kafka.bootstrap,
         "group.id": settings.group_id,
         "enable.auto.commit": False,
@@ -90,8 +113,14 @@ class LakeWriter:
     """Consumes the events topic and rolls it into the lake; ``run`` until ``stop``."""
 
     def __init__(self, settings: BatchSettings, lake: Lake,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, *,
+                 ops: ComponentOps | None = None,
+                 dead_letters: DeadLetterPublisher | None = None) -> None:
         self._settings = settings
+        self._ops = ops or no_ops(COMPONENT)
+        self._dead_letters = dead_letters or DeadLetterPublisher(
+            bootstrap=settings.kafka.bootstrap, topic=settings.kafka.dead_letter_topic,
+            dsn=settings.database.dsn(), ops=self._ops)
         self._lake = lake
         self._clock = clock
         self._topic = settings.kafka.events_topic
@@ -100,6 +129,9 @@ class LakeWriter:
         self._stop = threading.Event()
         self._consumer: Consumer | None = None
         self._failed = False
+        self._lag_due = 0.0
+        self._kafka_logged = 0.0
+        self._dead_letters.stop = self._stop
         self.stats = WriterStats()
 
     def stop(self) -> None:
@@ -117,8 +149,10 @@ class LakeWriter:
                 good = [m for m in messages if not self._is_error(m)]
                 self.stats.consumed += len(good)
                 if good:
+                    EVENTS_IN.labels(COMPONENT).inc(len(good))
                     self._ingest(decode_batch(to_consumed_batch(good)))
                 self._roll_due()
+                self._refresh_lag(consumer)
             self._roll(self._rollable(self._buffers))
         except BaseException:
             # Leave the lake and offsets as they are: pending intents replay on restart.
@@ -127,19 +161,41 @@ class LakeWriter:
         finally:
             consumer.close()
             self._consumer = None
+            self._dead_letters.close()
         return self.stats
 
-    @staticmethod
-    def _is_error(message: Message) -> bool:
+    def _is_error(self, message: Message) -> bool:
+        """True for an error event (skipped); raises only on a fatal client error."""
         error = message.error()
         if error is None:
             return False
         if error.code() == KafkaError._PARTITION_EOF:
             return True
-        if error.fatal() or not error.retriable():
+        if error.fatal():
             raise KafkaException(error)
-        log.warning("kafka: %s", error)
+        # Brokers away, a leader moving, a topic being created: the client retries.
+        ERRORS.labels(COMPONENT, "kafka").inc()
+        now = self._clock()
+        if now - self._kafka_logged >= _KAFKA_LOG_EVERY_S:
+            self._kafka_logged = now
+            log.warning("Kafka error at %s (%s); the consumer retries by itself",
+                        self._settings.kafka.bootstrap, error.str())
         return True
+
+    def _refresh_lag(self, consumer: Consumer) -> None:
+        """Per assigned partition: high watermark (as of the last fetch) − position."""
+        now = time.monotonic()
+        if now < self._lag_due:
+            return
+        self._lag_due = now + LAG_REFRESH_S
+        try:
+            positions = consumer.position(consumer.assignment())
+        except KafkaException:
+            return
+        for tp in positions:
+            _, high = consumer.get_watermark_offsets(tp, cached=True)
+            if high is not None and high >= 0 and tp.offset >= 0:
+                self._ops.set_lag(tp.topic, tp.partition, max(0, high - tp.offset))
 
     # --- assignment -------------------------------------------------------------------
 
@@ -153,6 +209,7 @@ class LakeWriter:
         for p in revoked:
             self._buffers.pop(p, None)
             self._checked.discard(p)
+            self._ops.forget_lag(self._topic, p)
 
     def _intent_path(self, partition: int) -> str:
         return self._lake.path("_lake_writer", "pending", quote(self._topic, safe=""),
@@ -233,23 +290,27 @@ class LakeWriter:
                 rollable.append(p)
         return rollable
 
-    @staticmethod
-    def _commit(consumer: Consumer, offsets: list[TopicPartition], attempts: int = 10) -> None:
-        """Commit synchronously, retrying transient coordinator errors.
+    def _commit(self, consumer: Consumer, offsets: list[TopicPartition]) -> None:
+        """Commit synchronously, waiting out transient coordinator errors (capped backoff).
 
-        A final failure is still safe: the intents stay and the rolls replay.
+        A non-retriable failure (the partitions were given to another member) is raised;
+        it is still safe: the intents stay and the rolls replay.
         """
-        for attempt in range(1, attempts + 1):
+        def commit() -> None:
             try:
                 consumer.commit(offsets=offsets, asynchronous=False)
-                return
             except KafkaException as exc:
                 error = exc.args[0] if exc.args else None
-                retriable = isinstance(error, KafkaError) and error.retriable()
-                if not retriable or attempt == attempts:
-                    raise
-                log.warning("offset commit failed (%s), retrying", error)
-                time.sleep(min(0.1 * 2**attempt, 2.0))
+                if isinstance(error, KafkaError) and (error.retriable()
+                                                      or error.code() in _UNREACHABLE):
+                    raise _RetriableCommit(error.str()) from exc
+                raise
+
+        call_until_done(
+            commit, transient=(_RetriableCommit,), log=log, stop=self._stop,
+            describe=lambda e: f"Kafka at {self._settings.kafka.bootstrap} did not take the "
+                               f"offset commit ({short_cause(e)})",
+            on_failure=lambda e: ERRORS.labels(COMPONENT, "commit").inc())
 
     def _roll_due(self) -> None:
         now = self._clock()
@@ -264,6 +325,7 @@ class LakeWriter:
         if not partitions:
             return
         commits: list[TopicPartition] = []
+        letters: list[DeadLetter] = []
         for p in sorted(partitions):
             buffer = self._buffers[p]
             intent = {"topic": self._topic, "partition": p,
@@ -277,10 +339,33 @@ class LakeWriter:
             self.stats.files += len(files)
             self.stats.events += sum(t.num_rows for t in buffer.tables)
             self.stats.quarantined += sum(t.num_rows for t in buffer.quarantine)
+            letters.extend(self._letters(buffer.quarantine))
             commits.append(TopicPartition(self._topic, p, buffer.last_offset + 1))
+        # Durable before the offsets move past them (a replay may send them again; the
+        # table keeps one row each).
+        self._dead_letters.publish(letters)
         if self._consumer is not None:
             self._commit(self._consumer, commits)
+        self._ops.success()
         for p in sorted(partitions):
+            EVENTS_OUT.labels(COMPONENT).inc(sum(t.num_rows for t in self._buffers[p].tables))
             delete_file(self._lake, self._intent_path(p))
             del self._buffers[p]
+
+    def _letters(self, quarantine: list[pa.Table]) -> list[DeadLetter]:
+        letters = []
+        for table in quarantine:  # one step per refused record (rare)
+            for row in table.to_pylist():
+                letters.append(DeadLetter(
+                    component=COMPONENT, reason=row["reason"],
+                    kind="unstorable" if _UNSTORABLE in row["reason"] or row["reason"]
+                    .startswith("Parquet") else "undecodable",
+                    project_id=row["project_id"], topic=self._topic,
+                    partition=row["kafka_partition"], offset=row["kafka_offset"],
+                    key=row["key"], value=row["value"]))
+        return letters
+
+
+class _RetriableCommit(Exception):
+    """A commit the coordinator refused for now (moving, loading, unreachable)."""
 

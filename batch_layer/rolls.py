@@ -25,7 +25,9 @@ from batch_layer.lake import (
     data_file_name,
     partition_dir,
 )
-from schemas.codec import decode_records, records_to_arrow
+from batch_layer.storable import unstorable_rows
+from schemas.codec import PoisonRecord, decode_records, records_to_arrow
+from schemas.event import EventRecord
 
 _EPOCH: Final = date(1970, 1, 1)
 _US_PER_DAY: Final = 86_400_000_000
@@ -59,14 +61,42 @@ class DecodedBatch:
     quarantine_day: npt.NDArray[np.int64]  # epoch day (Kafka timestamp) of each bad record
 
 
+def _to_arrow(records: list[EventRecord]) -> tuple[pa.Table, list[PoisonRecord]]:
+    """Records as Arrow; one Arrow cannot hold (a bug upstream) is refused, not fatal."""
+    try:
+        return records_to_arrow(records), []
+    except (pa.ArrowException, UnicodeError, OverflowError, TypeError, ValueError):
+        pass
+    kept: list[EventRecord] = []
+    refused: list[PoisonRecord] = []
+    for i, record in enumerate(records):  # the rare path: find the records at fault
+        try:
+            records_to_arrow([record])
+            kept.append(record)
+        except (pa.ArrowException, UnicodeError, OverflowError, TypeError, ValueError) as exc:
+            refused.append(PoisonRecord(i, f"Parquet cannot hold the record: {exc}"))
+    return records_to_arrow(kept), refused
+
+
 def decode_batch(batch: ConsumedBatch) -> DecodedBatch:
-    """Decode all values at once; undecodable records go to quarantine, not to /dev/null."""
+    """Decode all values at once; refused records go to quarantine, not to /dev/null.
+
+    Refused: undecodable, or holding what Arrow or PostgreSQL cannot store. Quarantined
+    records also become dead letters when their roll is committed (``lake_writer.py``).
+    """
     records, poison = decode_records(batch.values)
     bad = np.fromiter((p.position for p in poison), np.int64, len(poison))
     good = np.ones(len(batch.values), dtype=bool)
     good[bad] = False
     good_idx = np.flatnonzero(good)
-    events = records_to_arrow(records)
+    events, refused = _to_arrow(records)
+    if refused:
+        at = [p.position for p in refused]
+        poison = poison + [PoisonRecord(int(good_idx[i]), p.reason)
+                           for i, p in zip(at, refused, strict=True)]
+        gone = set(at)
+        records = [r for i, r in enumerate(records) if i not in gone]
+        good_idx = np.delete(good_idx, at)
     headers = batch.header_batch_ids
     batch_ids = [r.batch_id or headers[i]
                  for r, i in zip(records, good_idx.tolist(), strict=True)]
@@ -75,6 +105,18 @@ def decode_batch(batch: ConsumedBatch) -> DecodedBatch:
         .append_column("kafka_offset", pa.array(batch.offsets[good_idx], pa.int64()))
         .append_column("batch_id", pa.array(batch_ids, pa.string()))
     )
+    projects: dict[int, str] = {}
+    unstorable, reasons = unstorable_rows(events)
+    if unstorable is not None:
+        rows = np.flatnonzero(unstorable).tolist()
+        project_column = events.column("project_id")
+        for row in rows:  # one step per refused row (rare)
+            position = int(good_idx[row])
+            poison.append(PoisonRecord(position, reasons[row]))
+            projects[position] = str(project_column[row].as_py())
+        events = events.filter(pa.array(~unstorable))
+    poison.sort(key=lambda p: p.position)
+    bad = np.fromiter((p.position for p in poison), np.int64, len(poison))
     quarantine = pa.Table.from_pydict(
         {
             "kafka_partition": pa.array(batch.partitions[bad], pa.int32()),
@@ -82,11 +124,20 @@ def decode_batch(batch: ConsumedBatch) -> DecodedBatch:
             "key": [batch.keys[int(i)] for i in bad],
             "value": [batch.values[int(i)] for i in bad],
             "reason": [p.reason for p in poison],
+            "project_id": [projects.get(p.position) or project_of_key(batch.keys[p.position])
+                           for p in poison],
         },
         schema=QUARANTINE_ARROW_SCHEMA,
     )
     days = batch.timestamps_ms[bad] // 86_400_000
     return DecodedBatch(events.cast(LAKE_ARROW_SCHEMA), quarantine, days)
+
+
+def project_of_key(key: bytes | None) -> str | None:
+    """The project of an undecodable record, from its key ``project_id:api_key``."""
+    if not key or b":" not in key:
+        return None
+    return key.split(b":", 1)[0].decode("utf-8", "backslashreplace")
 
 
 def epoch_days(table: pa.Table) -> npt.NDArray[np.int64]:

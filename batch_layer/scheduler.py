@@ -1,7 +1,10 @@
 """Nightly scheduling: when to run, and which days (the last N, so late files are picked up).
 
 Pure functions decide; ``run_forever`` sleeps until the next run and calls the job. A day
-is re-run on each of the N nights after it closes; each run replaces that day's rows.
+is re-run on each of the N nights after it closes; each run replaces that day's rows. A
+run that fails on a real fault (PostgreSQL gone) is retried with capped backoff, one log
+line per attempt, until it succeeds; any other failure is logged and waits for the next
+night (which re-runs the same days).
 """
 
 from __future__ import annotations
@@ -10,6 +13,9 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
+from functools import partial
+
+from schemas.retry import call_until_done
 
 log = logging.getLogger(__name__)
 
@@ -27,14 +33,22 @@ def next_run(now: datetime, run_at: time) -> datetime:
 
 
 def run_forever(job: Callable[[date], None], run_at: time, stop: threading.Event,
-                clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
-    """Call ``job(today)`` at ``run_at`` UTC every day until ``stop`` is set."""
+                clock: Callable[[], datetime] = lambda: datetime.now(UTC), *,
+                transient: tuple[type[BaseException], ...] = (),
+                describe: Callable[[BaseException], str] = str) -> None:
+    """Call ``job(today)`` at ``run_at`` UTC every day until ``stop`` is set.
+
+    ``transient`` errors retry the run (``describe`` says why, in the log line).
+    """
     while not stop.is_set():
         due = next_run(clock(), run_at)
         log.info("billing scheduler: next run at %s", due.isoformat())
         if stop.wait(max(0.0, (due - clock()).total_seconds())):
             return
         try:
-            job(due.date())
+            call_until_done(partial(job, due.date()), transient=transient,
+                            describe=describe, log=log, stop=stop)
         except Exception:  # keep the scheduler alive; the next night re-runs these days
+            if stop.is_set():
+                return
             log.exception("billing scheduler: run of %s failed", due.date())

@@ -33,6 +33,10 @@ class BatchSettings(BaseSettings):
     s3_secret_key: SecretStr | None = None
     retention_days: int = Field(default=90, ge=1)
 
+    # /healthz, /readyz, /metrics on 127.0.0.1 of the lake writer and the billing scheduler
+    # (TURNSTILE_BATCH_OPS_PORT; the local stack gives the scheduler its own; 0 = any).
+    ops_port: int = Field(default=9102, ge=0, le=65535)
+
     # Lake writer.
     group_id: str = "turnstile-lake-writer"
     roll_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)

@@ -9,25 +9,27 @@ Durability is unchanged: ``flush`` blocks until everything submitted so far is c
 and the windows call it from their Bytewax snapshot. Bytewax commits an epoch (partition
 offsets + window state) only after every snapshot of that epoch was taken, so it never
 commits an epoch whose writes are still in flight; after a crash, recovery replays from
-an epoch whose writes all landed. A failed write is raised in the dataflow at its next
-``submit`` or ``flush``.
+an epoch whose writes all landed. While PostgreSQL is gone the writer waits (see
+``MetricsWriter``), so ``flush`` and, once ``max_pending_rows`` are queued, ``submit``
+block: the flow pauses, commits nothing new, and goes on by itself when PostgreSQL is
+back. Only an unexpected error (a bug), or ``close`` during an outage, ends the writer;
+it is raised in the dataflow at its next ``submit`` or ``flush``.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 
 from speed_layer.items import Emission
 from speed_layer.sink import MetricsWriter
+from speed_layer.split import emission_rows as _rows
 
-
-def _rows(emission: Emission) -> int:
-    return (len(emission.metrics) if emission.metrics is not None else 0) + (
-        len(emission.late) if emission.late is not None else 0)
+log = logging.getLogger(__name__)
 
 
 class WriterFailed(RuntimeError):
-    """The writer thread could not apply a write (after ``MetricsWriter``'s retries)."""
+    """The writer thread ended without applying a write (a bug, or closed mid-outage)."""
 
 
 class BackgroundWriter:
@@ -99,6 +101,8 @@ class BackgroundWriter:
             try:
                 self._writer.write(batch)
             except BaseException as exc:  # handed to the dataflow thread, which raises it
+                log.exception("speed layer writer thread stopped on %d emission(s)",
+                              len(batch))
                 with self._cond:
                     self._error = exc
                     self._cond.notify_all()

@@ -31,12 +31,16 @@ from bytewax.inputs import Source
 from bytewax.operators import StatefulLogic
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
+from schemas.consumer_ops import ComponentOps, no_ops
+from schemas.dead_letter_publisher import DeadLetterPublisher
+from schemas.dead_letters import DeadLetter
 from speed_layer.background_writer import BackgroundWriter
 from speed_layer.dead_letter import DeadLetterSink
-from speed_layer.items import DeadLetter, Emission, ShardBatch
+from speed_layer.flow_errors import logged
+from speed_layer.items import Emission, ShardBatch
 from speed_layer.settings import SpeedSettings
 from speed_layer.sink import MetricsWriter
-from speed_layer.source import EventsSource
+from speed_layer.source import COMPONENT, EventsSource
 from speed_layer.windows import ShardWindows
 
 
@@ -47,8 +51,11 @@ class SharedWriter:
     and the last lease to end closes it.
     """
 
-    def __init__(self, dsn: str) -> None:
-        self.dsn = dsn
+    def __init__(self, settings: SpeedSettings, ops: ComponentOps,
+                 dead_letters: DeadLetterPublisher) -> None:
+        self.settings = settings
+        self.ops = ops
+        self.dead_letters = dead_letters
         self._lock = threading.Lock()
         self._writer: BackgroundWriter | None = None
         self._leases = 0
@@ -56,7 +63,10 @@ class SharedWriter:
     def get(self) -> BackgroundWriter:
         with self._lock:
             if self._writer is None:
-                self._writer = BackgroundWriter(MetricsWriter(self.dsn))
+                self._writer = BackgroundWriter(MetricsWriter(
+                    self.settings.database.dsn(), ops=self.ops,
+                    dead_letters=self.dead_letters.publish,
+                    topic=self.settings.kafka.events_topic, stop=self.dead_letters.stop))
             return self._writer
 
     def flush(self) -> None:
@@ -91,11 +101,18 @@ class ShardLogic(StatefulLogic[ShardBatch, Emission, bytes]):
         self.writer = writer
         self.next_emit = datetime.now(UTC) + emit_interval
 
+    def _context(self, batch: ShardBatch | None = None) -> str:
+        where = f"partition {self.partition}, {self.windows.open_windows} open window(s)"
+        if batch is not None and len(batch):
+            where += f", offsets {int(batch.offsets[0])}..{int(batch.offsets[-1])}"
+        return where
+
     def on_item(self, value: ShardBatch) -> tuple[Iterable[Emission], bool]:
-        self.partition = value.partition
-        late = self.windows.add(value)
-        if late is not None:
-            self.writer.get().submit(Emission(partition=value.partition, late=late))
+        with logged("windows.on_item", lambda: self._context(value)):
+            self.partition = value.partition
+            late = self.windows.add(value)
+            if late is not None:
+                self.writer.get().submit(Emission(partition=value.partition, late=late))
         return (), StatefulLogic.RETAIN
 
     def _emit(self) -> None:
@@ -104,24 +121,27 @@ class ShardLogic(StatefulLogic[ShardBatch, Emission, bytes]):
             self.writer.get().submit(Emission(partition=self.partition, metrics=rows))
 
     def on_notify(self) -> tuple[Iterable[Emission], bool]:
-        self.next_emit = datetime.now(UTC) + self.emit_interval
-        self._emit()
+        with logged("windows.on_notify", self._context):
+            self.next_emit = datetime.now(UTC) + self.emit_interval
+            self._emit()
         return (), StatefulLogic.RETAIN
 
     def on_eof(self) -> tuple[Iterable[Emission], bool]:
-        self._emit()
-        self.writer.flush()
+        with logged("windows.on_eof", self._context):
+            self._emit()
+            self.writer.flush()
         return (), StatefulLogic.RETAIN
 
     def notify_at(self) -> datetime | None:
         return self.next_emit
 
     def snapshot(self) -> bytes:
-        # The epoch this snapshot belongs to is committed only after it is taken: its
-        # writes must be in PostgreSQL by then.
-        self.writer.flush()
-        # Bytes are immutable: the later mutations of the live state cannot reach them.
-        return pickle.dumps(self.windows, protocol=pickle.HIGHEST_PROTOCOL)
+        with logged("windows.snapshot", self._context):
+            # The epoch this snapshot belongs to is committed only after it is taken:
+            # its writes must be in PostgreSQL by then (flush waits out an outage).
+            self.writer.flush()
+            # Bytes are immutable: the later mutations of the live state cannot reach them.
+            return pickle.dumps(self.windows, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 class _WriterLease(StatelessSinkPartition[Emission]):
@@ -132,8 +152,9 @@ class _WriterLease(StatelessSinkPartition[Emission]):
         writer.lease()
 
     def write_batch(self, items: list[Emission]) -> None:
-        for emission in items:
-            self.writer.get().submit(emission)
+        with logged("postgres.write_batch", lambda: f"{len(items)} emission(s)"):
+            for emission in items:
+                self.writer.get().submit(emission)
 
     def close(self) -> None:
         self.writer.release()
@@ -156,7 +177,8 @@ def shard_builder(settings: SpeedSettings,
 
     def build(resume: bytes | None) -> ShardLogic:
         if resume is not None:
-            windows = pickle.loads(resume)  # noqa: S301 - our own snapshot, our own store
+            with logged("windows.resume", lambda: f"snapshot of {len(resume)} bytes"):
+                windows = pickle.loads(resume)  # noqa: S301 - our own snapshot and store
         else:
             windows = ShardWindows(
                 allowed_lateness_us=settings.allowed_lateness_us,
@@ -169,19 +191,37 @@ def shard_builder(settings: SpeedSettings,
     return build
 
 
+def _letters_of(batch: ShardBatch) -> tuple[DeadLetter, ...]:
+    return batch.dead_letters
+
+
+def _shard_of(batch: ShardBatch) -> str:
+    return str(batch.partition)
+
+
 def build_flow(
     settings: SpeedSettings,
     *,
     source: Source[ShardBatch] | None = None,
     dead_letters: DynamicSink[DeadLetter] | None = None,
+    ops: ComponentOps | None = None,
+    stop: threading.Event | None = None,
 ) -> Dataflow:
-    """The dataflow; ``source`` may be swapped (tests run it over TestingSource)."""
-    writer = SharedWriter(settings.database.dsn())
+    """The dataflow; ``source`` may be swapped (tests run it over TestingSource).
+
+    ``ops`` receives the flow's metrics and readiness (``runner.run`` serves them);
+    setting ``stop`` ends any wait for PostgreSQL or Kafka (shutdown).
+    """
+    ops = ops or no_ops(COMPONENT)
+    publisher = DeadLetterPublisher(
+        bootstrap=settings.kafka.bootstrap, topic=settings.kafka.dead_letter_topic,
+        dsn=settings.database.dsn(), ops=ops, stop=stop)
+    writer = SharedWriter(settings, ops, publisher)
     flow = Dataflow("turnstile_speed")
-    batches = op.input("kafka", flow, source or EventsSource(settings))
-    letters = op.flat_map("dead_letters", batches, lambda b: b.dead_letters)
-    op.output("dead_letter_topic", letters, dead_letters or DeadLetterSink(settings))
-    keyed = op.key_on("shard", batches, lambda b: str(b.partition))
+    batches = op.input("kafka", flow, source or EventsSource(settings, ops))
+    letters = op.flat_map("dead_letters", batches, _letters_of)
+    op.output("dead_letter_topic", letters, dead_letters or DeadLetterSink(publisher))
+    keyed = op.key_on("shard", batches, _shard_of)
     emissions = op.stateful("windows", keyed, shard_builder(settings, writer))
     op.output("postgres", op.key_rm("unkey", emissions), WriterLeases(writer))
     return flow

@@ -1,62 +1,38 @@
-"""Records the speed layer cannot decode go to the dead-letter topic, with the reason.
+"""Records (and window rows) the speed layer cannot process go to the dead letters.
 
-The original key and value are kept as they were; headers say where the record came
-from and why it was refused, so a tool can inspect or replay it. The flow goes on.
+Decoding refuses undecodable and unstorable records (``decode.py``); the writer refuses
+window rows PostgreSQL still will not take (``sink.py``). Both hand their letters to one
+``DeadLetterPublisher`` per process: the original key and value go to the dead-letter
+topic with the shared headers (``schemas.dead_letters``), a row to ``dead_letters``,
+and the flow goes on. The sink step returns only once both are durable, so the epoch
+that skips a record is never committed before its letter is.
 """
 
 from __future__ import annotations
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
-from confluent_kafka import KafkaException, Producer
 
-from speed_layer.items import DeadLetter
-from speed_layer.settings import SpeedSettings
-
-REASON_HEADER = "turnstile-dead-letter-reason"
-ORIGIN_HEADER = "turnstile-origin"  # "<topic>/<partition>/<offset>"
-COMPONENT_HEADER = "turnstile-component"
-
-
-def headers_for(letter: DeadLetter) -> list[tuple[str, str | bytes | None]]:
-    return [
-        (REASON_HEADER, letter.reason.encode()),
-        (ORIGIN_HEADER, f"{letter.topic}/{letter.partition}/{letter.offset}".encode()),
-        (COMPONENT_HEADER, b"speed_layer"),
-    ]
+from schemas.dead_letter_publisher import DeadLetterPublisher
+from schemas.dead_letters import DeadLetter
+from speed_layer.flow_errors import logged
 
 
 class _DeadLetterPartition(StatelessSinkPartition[DeadLetter]):
-    def __init__(self, settings: SpeedSettings) -> None:
-        self.topic = settings.kafka.dead_letter_topic
-        self._producer = Producer({
-            "bootstrap.servers": settings.kafka.bootstrap,
-            "enable.idempotence": True,
-            "acks": "all",
-        })
+    def __init__(self, publisher: DeadLetterPublisher, step: str) -> None:
+        self.publisher = publisher
+        self.step = step
 
     def write_batch(self, items: list[DeadLetter]) -> None:
-        errors: list[str] = []
-
-        def on_delivery(err: object, _msg: object) -> None:
-            if err is not None:
-                errors.append(str(err))
-
-        for letter in items:
-            self._producer.produce(self.topic, value=letter.value, key=letter.key,
-                                   headers=headers_for(letter), on_delivery=on_delivery)
-        if self._producer.flush(30) or errors:
-            raise KafkaException(f"dead letters not delivered: {errors[:3]}")
-
-    def close(self) -> None:
-        self._producer.flush(10)
+        with logged(self.step, lambda: f"{len(items)} dead letter(s)"):
+            self.publisher.publish(items)
 
 
 class DeadLetterSink(DynamicSink[DeadLetter]):
-    """A producer per worker; ``write_batch`` returns only once Kafka acknowledged."""
+    """Every worker shares the process's publisher; ``write_batch`` waits until durable."""
 
-    def __init__(self, settings: SpeedSettings) -> None:
-        self.settings = settings
+    def __init__(self, publisher: DeadLetterPublisher) -> None:
+        self.publisher = publisher
 
     def build(self, step_id: str, worker_index: int,
               worker_count: int) -> _DeadLetterPartition:
-        return _DeadLetterPartition(self.settings)
+        return _DeadLetterPartition(self.publisher, step_id)

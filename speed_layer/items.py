@@ -13,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from schemas.codec import MetricColumns
+from schemas.dead_letters import DeadLetter
 
 if TYPE_CHECKING:
     from speed_layer.sketches import DigestParts
@@ -23,18 +24,6 @@ WINDOW_US = 60_000_000
 Int64s = npt.NDArray[np.int64]
 Floats = npt.NDArray[np.float64]
 Objects = npt.NDArray[np.object_]
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """A record that could not be decoded, with where it came from and why."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    reason: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,10 @@ from schemas.settings import DatabaseSettings, KafkaSettings, StateSettings
 
 
 class SpeedSettings(BaseSettings):
-    """What the dataflow, its sink and the rollup job need to know."""
+    """What the dataflow and its sink need to know.
+
+    Aggregates and retention are TimescaleDB's policies (``schemas.metric_policies``).
+    """
 
     model_config = SettingsConfigDict(env_prefix="TURNSTILE_SPEED_", frozen=True, extra="ignore")
 
@@ -45,11 +48,8 @@ class SpeedSettings(BaseSettings):
     snapshot_interval_s: float = Field(default=10.0, gt=0)
     recovery_partitions: int = Field(default=4, ge=1, le=256)
     workers: int = Field(default=1, ge=1, le=64)
-
-    retention_1m: str = "30 days"
-    retention_1h: str = "2 years"
-    retention_1d: str = "2 years"
-    rollup_interval_s: float = Field(default=30.0, gt=0)
+    # /healthz, /readyz and /metrics on 127.0.0.1 (TURNSTILE_SPEED_OPS_PORT; 0 = any port).
+    ops_port: int = Field(default=9101, ge=0, le=65535)
 
     @property
     def recovery_dir(self) -> Path:

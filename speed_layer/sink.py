@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import io
 import logging
+import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +26,9 @@ import psycopg
 import pyarrow as pa
 from pyarrow import csv
 
+from schemas.consumer_ops import ERRORS, EVENTS_OUT, ComponentOps, no_ops
+from schemas.dead_letters import DeadLetter, count_dead_letters
+from schemas.retry import call_until_done, pg_address, pg_unreachable
 from speed_layer.items import Emission, LateRows
 from speed_layer.metrics_sql import (
     COPY_METRICS,
@@ -32,6 +36,16 @@ from speed_layer.metrics_sql import (
     STAGE_METRICS,
     UPSERT_METRICS,
     UPSERT_METRICS_UNIQUE,
+)
+from speed_layer.split import (
+    COMPONENT,
+    DATA_ERRORS,
+    WAIT_ERRORS,
+    emission_rows,
+    first_line,
+    halves,
+    refused_letter,
+    rows_of,
 )
 
 log = logging.getLogger(__name__)
@@ -121,16 +135,33 @@ def _late_tuples(rows: LateRows) -> Iterable[tuple[object, ...]]:
 
 
 class MetricsWriter:
-    """Owns one PostgreSQL connection; ``write`` applies a list of emissions atomically."""
+    """Owns one PostgreSQL connection; ``write`` applies a list of emissions atomically.
 
-    def __init__(self, dsn: str, *, attempts: int = 5) -> None:
+    Two kinds of failure, two answers:
+
+    - PostgreSQL gone (or refusing every statement): wait with capped backoff, one log
+      line per attempt, readiness false, and write the same emissions once it is back.
+      Nothing is lost or counted twice: the write is one transaction of full values.
+    - PostgreSQL refusing the *data* (``DataError``/``IntegrityError``: text it cannot
+      hold, a digest it cannot parse): retry once, then bisect the emissions and their
+      rows until the refused rows are isolated; they become dead letters (with their
+      series key and partition: a window row has no Kafka coordinates), the rest is
+      written. Emissions keep their order, so the newest value of a window still wins.
+    """
+
+    def __init__(self, dsn: str, *, ops: ComponentOps | None = None,
+                 dead_letters: Callable[[Sequence[DeadLetter]], None] | None = None,
+                 topic: str = "", stop: threading.Event | None = None) -> None:
         self.dsn = dsn
-        self.attempts = attempts
+        self.ops = ops or no_ops(COMPONENT)
+        self.dead_letters = dead_letters
+        self.topic = topic
+        self.stop = stop
         self._conn: psycopg.Connection | None = None
 
     def _connect(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed:
-            conn = psycopg.connect(self.dsn, autocommit=True)
+            conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=5)
             conn.execute("SET TIME ZONE 'UTC'")
             # Room for a whole write's staging rows in memory (the default 8 MB spilled
             # them to temp files); set before the session's first temporary table.
@@ -142,18 +173,64 @@ class MetricsWriter:
         return self._conn
 
     def write(self, emissions: Sequence[Emission]) -> WriteStats:
-        """Apply ``emissions`` in one transaction, retrying on a lost connection."""
-        for attempt in range(1, self.attempts + 1):
+        """Apply ``emissions`` in one transaction; see the class for what failures do."""
+        for attempt in (1, 2):
             try:
-                return self._write_once(emissions)
-            except psycopg.OperationalError:
-                if attempt == self.attempts:
-                    raise
-                log.warning("PostgreSQL write failed (attempt %d), retrying", attempt,
-                            exc_info=True)
-                self.close()
-                time.sleep(min(0.2 * 2**attempt, 5.0))
-        raise AssertionError("unreachable")
+                return self._write_waiting(emissions)
+            except DATA_ERRORS as exc:
+                ERRORS.labels(COMPONENT, "data_refused").inc()
+                log.warning("PostgreSQL refused a write of %d row(s) on its data (%s)%s",
+                            rows_of(emissions), first_line(exc),
+                            "; retrying once" if attempt == 1 else "; splitting it")
+        refused: list[tuple[Emission, BaseException]] = []
+        stats = self._bisect(list(emissions), refused)
+        if refused:
+            self._refuse(refused)
+        return stats
+
+    def _write_waiting(self, emissions: Sequence[Emission]) -> WriteStats:
+        stats = call_until_done(
+            lambda: self._write_once(emissions), transient=WAIT_ERRORS,
+            describe=self._describe, log=log, stop=self.stop,
+            on_failure=self._lost, on_success=lambda: self.ops.dependency_ok("postgres"))
+        self.ops.success()
+        EVENTS_OUT.labels(COMPONENT).inc(stats.metric_rows + stats.late_rows)
+        return stats
+
+    def _describe(self, exc: BaseException) -> str:
+        if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+            return pg_unreachable(self.dsn, exc)
+        return (f"PostgreSQL at {pg_address(self.dsn)} refused the speed layer's write "
+                f"({type(exc).__name__}: {first_line(exc)})")
+
+    def _lost(self, exc: BaseException) -> None:
+        ERRORS.labels(COMPONENT, "postgres_unavailable").inc()
+        self.ops.dependency_failed("postgres")
+        self.close()
+
+    def _bisect(self, emissions: list[Emission],
+                refused: list[tuple[Emission, BaseException]]) -> WriteStats:
+        """Write what PostgreSQL takes, in order; collect the single rows it refuses."""
+        try:
+            return self._write_waiting(emissions)
+        except DATA_ERRORS as exc:
+            if rows_of(emissions) <= 1:
+                refused.extend((e, exc) for e in emissions if emission_rows(e))
+                return WriteStats(0, 0, 0.0)
+        left, right = halves(emissions)
+        a, b = self._bisect(left, refused), self._bisect(right, refused)
+        return WriteStats(a.metric_rows + b.metric_rows, a.late_rows + b.late_rows,
+                          a.seconds + b.seconds)
+
+    def _refuse(self, refused: list[tuple[Emission, BaseException]]) -> None:
+        letters = [refused_letter(e, exc, self.topic) for e, exc in refused]
+        for letter in letters:
+            log.error("speed layer: row refused by PostgreSQL, dead-lettered: %s (%s)",
+                      letter.event_id or letter.origin, letter.reason)
+        if self.dead_letters is not None:
+            self.dead_letters(letters)
+        else:
+            count_dead_letters(letters)
 
     def _write_once(self, emissions: Sequence[Emission]) -> WriteStats:
         started = time.perf_counter()

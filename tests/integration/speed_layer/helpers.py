@@ -26,3 +26,29 @@ def total(db: psycopg.Connection, prefix: str, table: str = "metrics_1m") -> int
     ).fetchone()
     assert row is not None
     return int(row[0])
+
+
+def dlq_messages(bootstrap: str, topic: str, expected: int, timeout: float = 30.0) -> list:
+    """The first ``expected`` messages of a dead-letter topic (fewer if they never come)."""
+    import time
+
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "dlq-reader",
+                         "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    got: list = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(got) < expected and time.monotonic() < deadline:
+            got.extend(m for m in consumer.consume(10, 0.5) if m.error() is None)
+    finally:
+        consumer.close()
+    return got
+
+
+def dead_letter_rows(db: psycopg.Connection, component: str, prefix: str) -> list[tuple]:
+    return db.execute(
+        "SELECT project_id, reason, kafka_partition, kafka_offset, event_id FROM dead_letters"
+        " WHERE component = %s AND project_id LIKE %s ORDER BY kafka_offset, event_id",
+        (component, prefix + "%")).fetchall()

@@ -4,9 +4,9 @@ import numpy as np
 from bytewax.testing import run_main
 from confluent_kafka import Consumer, TopicPartition
 
+from schemas.dead_letters import REASON_HEADER
 from schemas.event import EventRecord
 from speed_layer.dataflow import build_flow
-from speed_layer.dead_letter import REASON_HEADER
 from speed_layer.items import WINDOW_US
 from speed_layer.runner import ensure_dead_letter_topic
 from tests.integration.speed_layer.conftest import produce

@@ -1,6 +1,10 @@
+import logging
+import threading
+
 import psycopg
 import pytest
 
+from schemas.consumer_ops import no_ops
 from speed_layer.background_writer import BackgroundWriter, WriterFailed
 from speed_layer.items import Emission
 from speed_layer.metrics_sql import UPSERT_METRICS_UNIQUE
@@ -56,14 +60,32 @@ def test_background_writer_has_everything_submitted_before_flush_committed(
         writer.submit(Emission(partition=0))
 
 
-def test_background_writer_failure_is_raised_at_the_next_flush():
+def test_writer_waits_while_postgres_is_unreachable_and_ends_only_when_stopped(caplog):
     (port,) = free_ports(1)  # nothing listens there
+    stop = threading.Event()
+    ops = no_ops("speed_layer")
+    ops._probed["postgres"] = True  # as if the probe had got through: the writer decides
     writer = BackgroundWriter(MetricsWriter(
-        f"postgresql://nobody@127.0.0.1:{port}/none?connect_timeout=2", attempts=1))
+        f"postgresql://nobody@127.0.0.1:{port}/none?connect_timeout=2", ops=ops, stop=stop))
     w = ShardWindows(allowed_lateness_us=300_000_000, compression=200, attempt_window_ms=1000)
     writer.submit(emitted(make_records(10, minutes=1), 0, w))
-    with pytest.raises(WriterFailed, match="writing to PostgreSQL failed") as failure:
-        writer.flush()
-    assert isinstance(failure.value.__cause__, psycopg.OperationalError)
-    with pytest.raises(WriterFailed):
-        writer.close()
+    flushed = threading.Event()
+    failures: list[BaseException] = []
+
+    def flush() -> None:
+        try:
+            writer.flush()
+        except WriterFailed as exc:
+            failures.append(exc)
+        flushed.set()
+
+    with caplog.at_level(logging.WARNING):
+        threading.Thread(target=flush, daemon=True).start()
+        assert not flushed.wait(3.0), "flush returned while PostgreSQL was unreachable"
+    lines = [r.getMessage() for r in caplog.records if "unreachable" in r.getMessage()]
+    assert lines and lines[0].startswith(
+        f"PostgreSQL unreachable at 127.0.0.1:{port} (connection refused); retrying in")
+    assert not ops.ready("postgres")
+    stop.set()  # shutdown ends the wait: the write is reported as not done
+    assert flushed.wait(10)
+    assert failures and isinstance(failures[0].__cause__, psycopg.OperationalError)
