@@ -125,10 +125,16 @@ def postgres_ready(pool: ConnectionPool[Any]) -> bool:
 
 
 def lake_ready(root: Path) -> bool:
-    """The lake folder exists and can be listed (files come and go; the folder stays)."""
+    """The lake folder can be listed, or is not made yet under a folder that exists.
+
+    A new stack has no lake until the lake writer's first roll; that is an empty lake,
+    not a missing dependency.
+    """
     try:
         with os.scandir(root):
             return True
+    except FileNotFoundError:
+        return root.parent.is_dir()
     except OSError:
         return False
 

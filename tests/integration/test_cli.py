@@ -68,10 +68,6 @@ def test_stack_up_status_down_leaves_no_process_behind():
         shutil.rmtree(state, ignore_errors=True)
 
 
-# The other services' ops servers (/readyz, /metrics on TURNSTILE_*_OPS_PORT) and the query
-# API's /readyz and /metrics come with another branch of issue 10. Until it is merged they do
-# not answer; the lead sets this to True after the merge, which turns on their assertions.
-OPS_PORTS_LANDED = False
 _OPS_SERVICES = ("speed", "lake", "billing", "alerting")
 
 
@@ -154,13 +150,12 @@ def test_make_run_platform_serves_demo_traffic_end_to_end_and_down_stops_everyth
         # Every /metrics there is, scraped.
         metrics = httpx.get(f"http://127.0.0.1:{gateway_port}/metrics", timeout=10)
         assert metrics.status_code == 200 and "turnstile_gateway_events_accepted" in metrics.text
-        if OPS_PORTS_LANDED:
-            scraped = [f"http://127.0.0.1:{query_port}/metrics",
-                       *(f"http://127.0.0.1:{port}/metrics" for port in ops.values())]
-            for url in scraped:
-                answer = httpx.get(url, timeout=10)
-                assert answer.status_code == 200 and "# TYPE" in answer.text, url
-            assert all(rows[name]["health"] == "ready" for name in (*ops, "query")), rows
+        scraped = [f"http://127.0.0.1:{query_port}/metrics",
+                   *(f"http://127.0.0.1:{port}/metrics" for port in ops.values())]
+        for url in scraped:
+            answer = httpx.get(url, timeout=10)
+            assert answer.status_code == 200 and "# TYPE" in answer.text, url
+        assert all(rows[name]["health"] == "ready" for name in (*ops, "query")), rows
 
         # kill -9 the gateway: the supervisor restarts it, status shows both states.
         gateway_pid = rows["gateway"]["pid"]
