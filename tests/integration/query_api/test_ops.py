@@ -22,13 +22,17 @@ def test_ready_when_postgresql_answers_and_the_lake_can_be_listed(world):
 
 
 def test_not_ready_naming_the_lake_when_its_folder_is_gone(stack, tmp_path):
-    lake = tmp_path / "lake"
-    lake.mkdir()
+    volume = tmp_path / "volume"
+    lake = volume / "lake"
     app = create_app(QuerySettings(database=DatabaseSettings(url=stack.database_url),
                                    lake_root=lake, pool_max_size=1))
     with TestClient(app) as client:
+        volume.mkdir()
+        # a lake the writer has not made yet, under a folder that exists: empty, not gone
         assert client.get("/readyz").status_code == 200
-        shutil.rmtree(lake)
+        lake.mkdir()
+        assert client.get("/readyz").status_code == 200
+        shutil.rmtree(volume)
         r = client.get("/readyz")
         assert r.status_code == 503
         assert r.json()["checks"] == {"postgres": "ok", "lake": "failing"}
