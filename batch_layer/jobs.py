@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
@@ -18,6 +20,9 @@ from batch_layer.billing import compute_usage, connect, register_day
 from batch_layer.lake import Lake
 from batch_layer.reconcile import reconcile
 from batch_layer.settings import BatchSettings
+
+if TYPE_CHECKING:
+    from batch_layer.stripe_export import ExportReport
 
 log = logging.getLogger(__name__)
 
@@ -64,3 +69,23 @@ def run_day(settings: BatchSettings, lake: Lake, conn: psycopg.Connection, day: 
         log.warning("billing %s: %d keys with unexplained stream/batch differences",
                     day, result.unexplained_keys)
     return result
+
+
+def export_after_billing(settings: BatchSettings, conn: psycopg.Connection,
+                         days: Sequence[date], **export_options: Any) -> ExportReport | None:
+    """The billing scheduler's Stripe hook: export the days it just billed, if enabled.
+
+    On when ``TURNSTILE_BATCH_STRIPE_EXPORT_AFTER_BILLING`` is set. A missing key is logged
+    and the export skipped, so billing itself never stops for it.
+    """
+    if not settings.stripe_export_after_billing:
+        return None
+    if settings.stripe_api_key is None:
+        log.error("stripe export after billing is on but TURNSTILE_BATCH_STRIPE_API_KEY is"
+                  " not set: skipped")
+        return None
+    from batch_layer.stripe_export import export_days
+
+    report = export_days(settings, conn, days, **export_options)
+    log.info("stripe export of %s: %s", ", ".join(map(str, days)), report)
+    return report
