@@ -14,6 +14,7 @@ rest. One exporter runs at a time (advisory lock), one call at a time.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import logging
 from collections import defaultdict
@@ -37,7 +38,14 @@ from batch_layer.stripe_plan import (
     meter_value,
     plan_key,
 )
-from batch_layer.stripe_rules import STREAM_BATCH_MAX, DayOutOfRangeError, check_day, day_start
+from batch_layer.stripe_rules import (
+    CANCEL_MARGIN,
+    IDENTIFIER_WINDOW,
+    STREAM_BATCH_MAX,
+    DayOutOfRangeError,
+    check_day,
+    day_start,
+)
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
@@ -54,6 +62,7 @@ class ExportReport:
     credits_flagged: int = 0
     credits_withdrawn: int = 0
     rebuilt_from_summaries: int = 0
+    settled: int = 0
     failed: int = 0
     unmapped_keys: int = 0
     rate_limited: int = 0
@@ -157,6 +166,59 @@ class _Exporter:
         return replace(state, live=(LoggedEvent(ident, revision, value, now, "summary"),),
                        last_revision=revision)
 
+    def settle_uncertain(self, days: Sequence[date]) -> None:
+        """Settle the calls whose answer was never recorded (a crash, a timeout).
+
+        Inside Stripe's 24-hour identifier window the same request is made again, which
+        Stripe deduplicates; otherwise (or if Stripe refuses it) the meter event summary of
+        that customer, meter and day says which of them took effect.
+        """
+        leftovers: dict[tuple[str, str, date], list[store.Uncertain]] = defaultdict(list)
+        for u in store.uncertain(self.conn, days):
+            if self._retry_uncertain(u):
+                self.report.settled += 1
+            else:
+                e = u.event
+                leftovers[(e.stripe_customer_id, e.event_name, e.day)].append(u)
+        for (customer, event_name, day), group in sorted(leftovers.items()):
+            start = day_start(day)
+            extra = (self.api.summary(event_name, customer, start, start + timedelta(days=1))
+                     - store.settled_value(self.conn, customer, event_name, day))
+            # cancels first: an uncancelled event is still in Stripe's figure
+            for u in sorted(group, key=lambda u: (not u.cancel, u.event.revision)):
+                took_effect = extra >= u.event.value
+                if took_effect:
+                    extra -= u.event.value
+                if u.cancel and took_effect:    # still billed: the cancel never happened
+                    store.clear_cancel_request(self.conn, u.event.identifier)
+                elif u.cancel:
+                    store.record_cancelled(self.conn, u.event.identifier, self.clock())
+                elif took_effect:
+                    store.mark_accepted(self.conn, [u.event.identifier])
+                else:
+                    store.drop_pending(self.conn, [u.event.identifier])
+                self.report.settled += 1
+
+    def _retry_uncertain(self, u: store.Uncertain) -> bool:
+        now, e = self.clock(), u.event
+        if now - u.sent_at >= IDENTIFIER_WINDOW - CANCEL_MARGIN:
+            return False
+        try:
+            if u.cancel:
+                self.api.cancel(e.event_name, e.identifier)
+                store.record_cancelled(self.conn, e.identifier, now)
+            else:
+                if u.channel == "v2":
+                    self.api.send_stream([e])
+                else:
+                    self.api.send(e)
+                store.mark_accepted(self.conn, [e.identifier])
+        except stripe.InvalidRequestError as exc:
+            log.info("stripe: repeating %s refused (%s); asking the summaries", e.identifier,
+                     exc)
+            return False
+        return True
+
     def apply(self, correction: Correction) -> MeterEvent | None:
         """Cancel and credit as planned; returns the event still to send (if any)."""
         state, tried = correction.state, set[str]()
@@ -164,9 +226,11 @@ class _Exporter:
         while current is not None:
             refused = False
             for event in current.cancel:
+                store.record_cancel_requested(self.conn, event.identifier, self.clock())
                 try:
                     self.api.cancel(state.key[3], event.identifier)
                 except stripe.InvalidRequestError as exc:  # e.g. past the 24-hour window
+                    store.clear_cancel_request(self.conn, event.identifier)
                     log.warning("stripe: cancel of %s refused: %s", event.identifier, exc)
                     tried.add(event.identifier)
                     refused = True
@@ -195,37 +259,41 @@ class _Exporter:
             self.report.credits_withdrawn += 1
         store.change_credit(self.conn, c.state, c.credit_delta, reason, self.clock())
 
+    def _call(self, events: Sequence[MeterEvent], channel: str,
+              call: Callable[[], object]) -> None:
+        """Record the intent, call, settle.
+
+        An answer that proves nothing was recorded (429 after the retries, a bad key) drops
+        the intent; any other failure leaves it for the next run to settle.
+        """
+        store.record_pending(self.conn, events, channel, self.clock())
+        try:
+            call()
+        except (stripe.RateLimitError, stripe.AuthenticationError):
+            store.drop_pending(self.conn, [e.identifier for e in events])
+            raise
+        store.mark_accepted(self.conn, [e.identifier for e in events])
+
     def send(self, events: Sequence[MeterEvent]) -> None:
         """One day's events: the v2 stream at or above the threshold, else v1 one by one."""
-        if len(events) >= self.settings.stripe_stream_threshold:
-            for i in range(0, len(events), STREAM_BATCH_MAX):
-                batch = events[i:i + STREAM_BATCH_MAX]
-                sent_at = self.clock()
-                try:
-                    self.api.send_stream(batch)
-                except stripe.AuthenticationError:
-                    raise
-                except stripe.StripeError as exc:
-                    self.report.failed += len(batch)
-                    log.error("stripe: a stream batch of %d was rejected: %s", len(batch), exc)
-                    continue
-                store.record_sent(self.conn, batch, "v2", sent_at)
-                self.report.sent += len(batch)
-                self.report.streamed += len(batch)
-            return
-        for event in events:
-            sent_at = self.clock()
+        stream = len(events) >= self.settings.stripe_stream_threshold
+        size = STREAM_BATCH_MAX if stream else 1
+        for i in range(0, len(events), size):
+            batch = events[i:i + size]
             try:
-                self.api.send(event)
+                if stream:
+                    self._call(batch, "v2", functools.partial(self.api.send_stream, batch))
+                else:
+                    self._call(batch, "v1", functools.partial(self.api.send, batch[0]))
             except stripe.AuthenticationError:
                 raise
             except stripe.StripeError as exc:
-                self.report.failed += 1
-                log.error("stripe: %s for %s rejected: %s", event.event_name,
-                          event.identifier, exc)
+                self.report.failed += len(batch)
+                log.error("stripe: %d event(s) of %s not accepted: %s", len(batch),
+                          batch[0].day, exc)
                 continue
-            store.record_sent(self.conn, [event], "v1", sent_at)
-            self.report.sent += 1
+            self.report.sent += len(batch)
+            self.report.streamed += len(batch) if stream else 0
 
 
 def export_days(settings: BatchSettings, conn: psycopg.Connection, days: Sequence[date], *,
@@ -251,10 +319,10 @@ def export_days(settings: BatchSettings, conn: psycopg.Connection, days: Sequenc
         rows = [r for r in rows if r.day in usable]
         report.unmapped_keys = len({(r.project_id, r.api_key) for r in rows
                                     if not r.stripe_customer_id})
-        logs = store.log_by_key(conn, usable)
-        states = key_states(rows, settings.stripe_meters, logs,
-                            store.credits_by_key(conn, usable))
         if dry_run_csv is not None:
+            logs = store.log_by_key(conn, usable)
+            states = key_states(rows, settings.stripe_meters, logs,
+                                store.credits_by_key(conn, usable))
             plans = [c for s in states if (c := plan_key(s, now)) is not None]
             write_csv([c.send for c in plans if c.send is not None], dry_run_csv)
             report.planned = sum(c.send is not None for c in plans)
@@ -263,6 +331,10 @@ def export_days(settings: BatchSettings, conn: psycopg.Connection, days: Sequenc
             api = StripeMeters(settings, clock=clock)
         exporter = _Exporter(settings, conn, api, clock, report)
         try:
+            exporter.settle_uncertain(usable)
+            logs = store.log_by_key(conn, usable)
+            states = key_states(rows, settings.stripe_meters, logs,
+                                store.credits_by_key(conn, usable))
             _export(exporter, states, logs, usable)
         except stripe.AuthenticationError as exc:
             report.failed += 1

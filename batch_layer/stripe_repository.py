@@ -1,8 +1,8 @@
 """All SQL of the Stripe export: the export log, credits, and the one-exporter lock.
 
-The log (``stripe_meter_exports``) is written only after Stripe accepted a call, and a
-cancellation is recorded only after Stripe accepted it, so the log never claims more than
-Stripe did; ``ON CONFLICT DO NOTHING`` makes a replayed insert harmless.
+A send is written as a pending intent before the call and settled after Stripe's answer;
+a cancellation likewise (``cancel_requested_at`` → ``cancelled_at``). So after a crash or
+a timeout the log knows exactly which calls are uncertain, and what they carried.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import psycopg
 
 from batch_layer.repository import BilledDay, ExportKey
 from batch_layer.stripe_plan import KeyState, LoggedEvent, MeterEvent
+from batch_layer.stripe_rules import day_timestamp
 
 EXPORT_LOCK = 0x7475_726E_7374_6C01  # one exporter at a time (pg advisory lock id)
 
@@ -63,18 +64,86 @@ def log_by_key(conn: psycopg.Connection, days: Sequence[date]) -> dict[ExportKey
     out: dict[ExportKey, LogEntry] = defaultdict(lambda: LogEntry([]))
     rows = conn.execute(
         "SELECT project_id, api_key, day, event_name, identifier, revision, value, sent_at,"
-        " channel, cancelled_at IS NOT NULL, stripe_customer_id FROM stripe_meter_exports"
-        " WHERE day = ANY(%s) ORDER BY revision",
+        " channel, cancelled_at IS NOT NULL OR pending, stripe_customer_id"
+        " FROM stripe_meter_exports WHERE day = ANY(%s) ORDER BY revision",
         (list(days),),
     ).fetchall()
-    for p, k, d, e, ident, rev, value, sent_at, channel, cancelled, customer in rows:
+    for p, k, d, e, ident, rev, value, sent_at, channel, not_live, customer in rows:
         entry = out[(p, k, d, e)]
         entry.any_rows = True
         entry.last_revision = max(entry.last_revision, int(rev))
         entry.customer = customer
-        if not cancelled:
+        if not not_live:
             entry.live.append(LoggedEvent(ident, int(rev), int(value), sent_at, channel))
     return dict(out)
+
+
+@dataclass(frozen=True)
+class Uncertain:
+    """A send (pending) or a cancel (requested) whose answer was never recorded."""
+
+    event: MeterEvent
+    channel: str
+    sent_at: datetime
+    cancel: bool
+
+
+def uncertain(conn: psycopg.Connection, days: Sequence[date]) -> list[Uncertain]:
+    rows = conn.execute(
+        "SELECT identifier, event_name, stripe_customer_id, value, project_id, api_key, day,"
+        " revision, channel, sent_at, NOT pending FROM stripe_meter_exports"
+        " WHERE day = ANY(%s) AND (pending OR (cancel_requested_at IS NOT NULL"
+        " AND cancelled_at IS NULL)) ORDER BY day, stripe_customer_id, event_name, revision",
+        (list(days),),
+    ).fetchall()
+    return [Uncertain(MeterEvent(i, e, c, int(v), day_timestamp(d), p, k, d, int(r)), ch, at,
+                      cancel)
+            for i, e, c, v, p, k, d, r, ch, at, cancel in rows]
+
+
+def settled_value(conn: psycopg.Connection, customer: str, event_name: str, day: date) -> int:
+    """What the log says Stripe bills a customer for a meter and day, uncertain rows aside."""
+    row = conn.execute(
+        "SELECT coalesce(sum(value), 0)::bigint FROM stripe_meter_exports"
+        " WHERE stripe_customer_id = %s AND event_name = %s AND day = %s AND NOT pending"
+        " AND cancelled_at IS NULL AND cancel_requested_at IS NULL",
+        (customer, event_name, day)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def record_pending(conn: psycopg.Connection, events: Sequence[MeterEvent], channel: str,
+                   sent_at: datetime) -> None:
+    """The intent, written before the call (a replayed intent is left as it was)."""
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO stripe_meter_exports (identifier, project_id, api_key, day,"
+            " event_name, revision, value, stripe_customer_id, sent_at, channel, pending)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, true)"
+            " ON CONFLICT (identifier) DO NOTHING",
+            [(e.identifier, e.project_id, e.api_key, e.day, e.event_name, e.revision, e.value,
+              e.stripe_customer_id, sent_at, channel) for e in events],
+        )
+
+
+def mark_accepted(conn: psycopg.Connection, identifiers: Sequence[str]) -> None:
+    conn.execute("UPDATE stripe_meter_exports SET pending = false, exported_at = now()"
+                 " WHERE identifier = ANY(%s)", (list(identifiers),))
+
+
+def drop_pending(conn: psycopg.Connection, identifiers: Sequence[str]) -> None:
+    """Stripe certainly did not record these (refused before accepting anything)."""
+    conn.execute("DELETE FROM stripe_meter_exports WHERE identifier = ANY(%s) AND pending",
+                 (list(identifiers),))
+
+
+def record_cancel_requested(conn: psycopg.Connection, identifier: str, at: datetime) -> None:
+    conn.execute("UPDATE stripe_meter_exports SET cancel_requested_at = %s"
+                 " WHERE identifier = %s", (at, identifier))
+
+
+def clear_cancel_request(conn: psycopg.Connection, identifier: str) -> None:
+    conn.execute("UPDATE stripe_meter_exports SET cancel_requested_at = NULL"
+                 " WHERE identifier = %s AND cancelled_at IS NULL", (identifier,))
 
 
 def credits_by_key(conn: psycopg.Connection, days: Sequence[date]

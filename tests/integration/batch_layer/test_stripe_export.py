@@ -331,3 +331,67 @@ def test_a_missing_api_key_is_one_clear_line_from_the_cli(stack_env, monkeypatch
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [
         "error: TURNSTILE_BATCH_STRIPE_API_KEY is not set (or use --dry-run)"]
+
+
+def lose_answer(db, day, key="k1", meter="api_requests"):
+    """As if the process died after Stripe accepted the call, before settling the log."""
+    db.execute("UPDATE stripe_meter_exports SET pending = true WHERE project_id = 'shop'"
+               " AND api_key = %s AND day = %s AND event_name = %s", (key, day, meter))
+
+
+def test_an_unanswered_send_is_repeated_identically_inside_the_window(stack, db,
+                                                                      stripe_server, days):
+    seed(db, days)
+    run = Run(stack, stripe_server, db)
+    d1, _ = days
+    run(days)
+    lose_answer(db, d1)
+    usage(db, d1, "k1", 120, 10)  # and the day grew meanwhile
+    report = run(days)
+    assert (report.settled, report.sent, report.failed) == (1, 1, 0)
+    assert billed(stripe_server, "cus_A", "api_requests", d1) == 120
+    assert stripe_server.problems == []
+
+
+def test_an_unanswered_send_past_the_window_is_settled_by_the_summaries(stack, db,
+                                                                        stripe_server, days):
+    seed(db, days)
+    run = Run(stack, stripe_server, db)
+    d1, _ = days
+    run(days)
+    lose_answer(db, d1)
+    stripe_server.advance(25 * HOUR)
+    report = run(days)
+    assert (report.settled, report.sent) == (1, 0)
+    assert billed(stripe_server, "cus_A", "api_requests", d1) == 100
+    # an intent that never reached Stripe is dropped and then sent
+    db.execute("DELETE FROM stripe_meter_exports WHERE project_id = 'shop' AND api_key = 'k2'")
+    db.execute("INSERT INTO stripe_meter_exports (identifier, project_id, api_key, day,"
+               " event_name, revision, value, stripe_customer_id, sent_at, channel, pending)"
+               " VALUES ('tsl_never', 'shop', 'k2', %s, 'api_requests', 9, 7, 'cus_B',"
+               " %s, 'v1', true)", (days[1], stripe_server.clock() - timedelta(hours=30)))
+    stripe_server.events = [e for e in stripe_server.events if e.customer != "cus_B"]
+    report = run(days)
+    assert report.settled == 1 and report.sent == 2  # k2's two meters
+    assert billed(stripe_server, "cus_B", "api_requests", days[1]) == 7
+    assert db.execute("SELECT count(*) FROM stripe_meter_exports"
+                      " WHERE identifier = 'tsl_never'").fetchone()[0] == 0
+
+
+def test_an_unanswered_cancel_is_settled_by_the_summaries(stack, db, stripe_server, days):
+    seed(db, days)
+    run = Run(stack, stripe_server, db)
+    d1, _ = days
+    run(days)
+    [ident] = [i for (i,) in db.execute(
+        "SELECT identifier FROM stripe_meter_exports WHERE api_key = 'k1' AND day = %s"
+        " AND event_name = 'api_requests'", (d1,)).fetchall()]
+    # the cancel reached Stripe, its answer did not reach the log
+    run.api.cancel("api_requests", ident)
+    db.execute("UPDATE stripe_meter_exports SET cancel_requested_at = now()"
+               " WHERE identifier = %s", (ident,))
+    stripe_server.advance(25 * HOUR)
+    report = run(days)
+    assert report.settled == 1 and report.sent == 1
+    assert billed(stripe_server, "cus_A", "api_requests", d1) == 100
+    assert run(days).planned == 0
