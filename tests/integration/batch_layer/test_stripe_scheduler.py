@@ -27,8 +27,9 @@ def test_the_scheduler_bills_yesterday_exports_it_and_sends_late_growth(
                             tzinfo=UTC).timestamp() * 1_000_000)
     db.execute("INSERT INTO projects (project_id, name) VALUES (%s, %s) ON CONFLICT DO NOTHING",
                (PROJECT, PROJECT))
+    # billing replaces whole days, so other tests' rows of these days would be owed 0
     for table in ("billing_usage", "stripe_meter_exports", "stripe_credits"):
-        db.execute(f"DELETE FROM {table} WHERE project_id = %s", (PROJECT,))  # noqa: S608
+        db.execute(f"DELETE FROM {table} WHERE day >= %s", (yesterday,))  # noqa: S608
     set_tiers(db, PROJECT, [])
     for k in range(3):
         map_customer(db, PROJECT, f"key-{k}", f"cus_night{k}")
