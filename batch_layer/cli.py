@@ -108,7 +108,7 @@ def billing_run(day: DayOption) -> None:
 def billing_schedule(
     once: Annotated[bool, typer.Option(help="Run the last N days now and exit.")] = False,
 ) -> None:
-    """Nightly: re-run the last N days (TURNSTILE_BATCH_RERUN_DAYS), apply lake retention."""
+    """Nightly: re-bill the last N days, export them to Stripe (if on), apply retention."""
     import psycopg
 
     from batch_layer.lake import apply_retention, open_lake

@@ -63,6 +63,8 @@ class StripeLookalike(ThreadingHTTPServer):
         self.offset = 0.0
         self.lock = threading.Lock()
         self.events: list[Event] = []
+        self._by_identifier: dict[str, Event] = {}       # the newest event per identifier
+        self._by_lane: dict[tuple[str, str], list[Event]] = {}
         self.idempotency: dict[str, tuple[float, str, int, dict[str, Any]]] = {}
         self.in_flight: set[tuple[str, str]] = set()
         self.sessions: dict[str, float] = {}  # token -> expires at
@@ -89,9 +91,22 @@ class StripeLookalike(ThreadingHTTPServer):
     def billed(self, customer: str, event_name: str, start: int, end: int) -> int:
         """Accepted minus cancelled, as event summaries report it."""
         with self.lock:
-            return sum(e.value for e in self.events if e.customer == customer
-                       and e.event_name == event_name and start <= e.timestamp < end
+            lane = self._by_lane.get((customer, event_name), [])
+            return sum(e.value for e in lane if start <= e.timestamp < end
                        and e.cancelled_at is None)
+
+    def accept(self, event: Event) -> None:
+        """Record an accepted event (call with the lock held)."""
+        self.events.append(event)
+        self._by_identifier[event.identifier] = event
+        self._by_lane.setdefault((event.customer, event.event_name), []).append(event)
+
+    def forget(self, customer: str) -> None:
+        """Drop a customer's events, as if they never arrived (tests of lost calls)."""
+        with self.lock:
+            self.events = [e for e in self.events if e.customer != customer]
+            self._by_identifier = {e.identifier: e for e in self.events}
+            self._by_lane = {k: v for k, v in self._by_lane.items() if k[0] != customer}
 
     def live(self) -> list[Event]:
         with self.lock:
@@ -108,9 +123,8 @@ class StripeLookalike(ThreadingHTTPServer):
 
     def recent_identifier(self, identifier: str) -> Event | None:
         """The event holding ``identifier`` while Stripe still remembers it (24 h)."""
-        horizon = self.now() - DAY_S
-        return next((e for e in reversed(self.events) if e.identifier == identifier
-                     and e.received_at >= horizon), None)
+        event = self._by_identifier.get(identifier)
+        return event if event is not None and event.received_at >= self.now() - DAY_S else None
 
 
 def _whole(value: Any, what: str) -> int:
@@ -121,6 +135,7 @@ def _whole(value: Any, what: str) -> int:
 
 class _Handler(BaseHTTPRequestHandler):
     server: StripeLookalike
+    protocol_version = "HTTP/1.1"  # keep-alive, as Stripe (every answer has a length)
 
     def log_message(self, *args: object) -> None:
         pass
@@ -245,8 +260,8 @@ class _Handler(BaseHTTPRequestHandler):
             if s.hold_s:
                 time.sleep(s.hold_s)
             with s.lock:
-                s.events.append(Event(identifier, form["event_name"], lane[0], value, ts,
-                                      s.now(), "v1"))
+                s.accept(Event(identifier, form["event_name"], lane[0], value, ts, s.now(),
+                               "v1"))
         finally:
             with s.lock:
                 s.in_flight.discard(lane)
@@ -264,9 +279,8 @@ class _Handler(BaseHTTPRequestHandler):
         if not identifier or not event_name:
             raise Refusal(400, "Missing required param: event_name and cancel[identifier].")
         with s.lock:
-            event = next((e for e in reversed(s.events) if e.identifier == identifier
-                          and e.event_name == event_name), None)
-            if event is None:
+            event = s._by_identifier.get(identifier)
+            if event is None or event.event_name != event_name:
                 raise Refusal(400, f"No meter event with identifier {identifier}",
                               code="resource_missing")
             if event.cancelled_at is not None:
@@ -361,7 +375,7 @@ class _Handler(BaseHTTPRequestHandler):
                 if s.recent_identifier(identifier) is not None:
                     s.stream_duplicates += 1  # Stripe drops repeats inside the window
                     continue
-                s.events.append(Event(identifier, name, customer, value, ts, s.now(), "v2"))
+                s.accept(Event(identifier, name, customer, value, ts, s.now(), "v2"))
         self._reply(200, {})
 
 
