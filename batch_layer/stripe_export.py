@@ -213,7 +213,7 @@ class _Exporter:
                 else:
                     self.api.send(e)
                 store.mark_accepted(self.conn, [e.identifier])
-        except stripe.InvalidRequestError as exc:
+        except (stripe.InvalidRequestError, stripe.IdempotencyError) as exc:
             log.info("stripe: repeating %s refused (%s); asking the summaries", e.identifier,
                      exc)
             return False
@@ -339,6 +339,9 @@ def export_days(settings: BatchSettings, conn: psycopg.Connection, days: Sequenc
         except stripe.AuthenticationError as exc:
             report.failed += 1
             log.error("stripe: authentication refused, export stopped: %s", exc)
+        except stripe.StripeError as exc:  # e.g. a summary read failing: next run resumes
+            report.failed += 1
+            log.error("stripe: export stopped: %s", exc)
         report.rate_limited = api.rate_limited
     return report
 
