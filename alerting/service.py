@@ -12,7 +12,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 import psycopg
 
@@ -58,6 +58,22 @@ class RoundStats:
     events: int
     delivered: int
     failed: int
+    skipped: bool = False  # another evaluator held the round lock
+
+
+ROUND_LOCK_KEY: Final = 0x7475726E616C7274  # "turnalrt": the advisory lock of a round
+
+
+def try_round_lock(conn: psycopg.Connection[Any]) -> bool:
+    """Whether this session now holds the round lock (held until the connection closes).
+
+    Several evaluators may run (one per host, or a restart overlapping the old process):
+    only the holder evaluates and sends, so no event is recorded or sent twice; the others
+    skip the round, the holder does its work. A killed holder's session ends with its
+    socket, which frees the lock for the next round of another process.
+    """
+    row = conn.execute("SELECT pg_try_advisory_lock(%s)", (ROUND_LOCK_KEY,)).fetchone()
+    return bool(row and row[0])
 
 
 def evaluate(conn: psycopg.Connection[Any], now: datetime) -> tuple[int, int]:
@@ -109,6 +125,9 @@ def run_round(settings: AlertingSettings, now: datetime | None = None,
     sender = notifier or Notifier(settings)
     try:
         with psycopg.connect(settings.database.dsn(), autocommit=True) as conn:
+            if not try_round_lock(conn):
+                log.info("alerting round skipped: another evaluator holds the round lock")
+                return RoundStats(0, 0, 0, 0, skipped=True)
             rules, events = evaluate(conn, now or datetime.now(UTC))
             delivered, failed = deliver(conn, sender, settings)
     finally:

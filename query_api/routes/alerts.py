@@ -8,17 +8,24 @@ channels are closed lists, and a target must pass the alerting policy
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 from psycopg import sql
 from psycopg.rows import dict_row
 from pydantic import BaseModel, Field
 
 from query_api.deps import AdminKey, ConnDep, ReadKey, SettingsDep
 from query_api.problems import ProblemError
-from schemas.alerts import AlertTargetPolicy, Channel, Comparator, Metric
+from schemas.alerts import (
+    DEFAULT_COOLDOWN_MINUTES,
+    DEFAULT_MIN_REQUESTS,
+    AlertTargetPolicy,
+    Channel,
+    Comparator,
+    Metric,
+)
 
 router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
 RuleIdPath = Annotated[int, Path(ge=1, description="The rule")]
@@ -39,14 +46,16 @@ class RuleRequest(BaseModel):
     comparator: Comparator
     threshold: float
     window_minutes: int = Field(default=5, ge=1, le=60)
-    min_requests: int = Field(default=20, ge=0, description="needed for rates and latencies")
-    cooldown_minutes: int = Field(default=15, ge=0, le=1440)
+    min_requests: int = Field(default=DEFAULT_MIN_REQUESTS, ge=0,
+                              description="needed for rates and latencies")
+    cooldown_minutes: int = Field(default=DEFAULT_COOLDOWN_MINUTES, ge=0, le=1440)
     endpoint: str | None = Field(default=None, min_length=1, max_length=512)
     api_key: str | None = Field(default=None, min_length=1, max_length=128)
     method: str | None = Field(default=None, min_length=1, max_length=16)
     channel: Channel
     target: str = Field(min_length=1, max_length=2048,
-                        description="Slack/webhook URL, or a PagerDuty routing key")
+                        description="Slack/webhook URL, a PagerDuty routing key, "
+                                    "or comma-separated email addresses")
     enabled: bool = True
 
 
@@ -58,6 +67,11 @@ class RuleItem(RuleRequest):
     value: float | None
     since: datetime | None
     evaluated_at: datetime | None
+
+
+class CreatedRule(RuleItem):
+    signing_secret: str = Field(description="HMAC-SHA256 key of the rule's webhook "
+                                "signatures (Turnstile-Signature); shown only now")
 
 
 class AlertEvent(BaseModel):
@@ -97,18 +111,18 @@ def list_rules(key: AdminKey, conn: ConnDep) -> list[dict[str, Any]]:
         return list(cur.execute(_RULE + sql.SQL(" ORDER BY r.rule_id"), (key.project_id,)))
 
 
-@router.post("/rules", response_model=RuleItem, status_code=201)
+@router.post("/rules", response_model=CreatedRule, status_code=201)
 def create_rule(key: AdminKey, conn: ConnDep, settings: SettingsDep,
                 body: RuleRequest) -> dict[str, Any]:
     rule = _checked(body, settings.alert_targets).model_dump()
     row = conn.execute(
         sql.SQL("INSERT INTO alert_rules (project_id, {cols}) VALUES (%s, {marks}) "
-                "RETURNING rule_id").format(
+                "RETURNING rule_id, signing_secret").format(
             cols=sql.SQL(", ").join(map(sql.Identifier, _COLUMNS)),
             marks=sql.SQL(", ").join(sql.Placeholder() * len(_COLUMNS))),
         (key.project_id, *(rule[c] for c in _COLUMNS))).fetchone()
     assert row is not None  # noqa: S101 - INSERT … RETURNING returns the row
-    return _one(conn, key.project_id, row[0])
+    return {**_one(conn, key.project_id, row[0]), "signing_secret": row[1]}
 
 
 @router.put("/rules/{rule_id}", response_model=RuleItem)
@@ -149,3 +163,41 @@ def list_events(key: ReadKey, conn: ConnDep,
             " FROM alert_events e JOIN alert_rules r USING (rule_id)"
             " WHERE e.project_id = %s ORDER BY e.at DESC, e.event_id DESC LIMIT %s",
             (key.project_id, limit)))
+
+
+class TestFireResult(BaseModel):
+    rule_id: int
+    channel: str
+    test: bool = Field(default=True, description="the notification was marked TEST")
+    delivered: bool
+    attempts: int
+    error: str | None
+
+
+def get_alerting_settings(settings: SettingsDep) -> Any:
+    """How to send (TURNSTILE_ALERTING_* as the service reads it), with the API's policy."""
+    from alerting.settings import AlertingSettings
+
+    return AlertingSettings(targets=settings.alert_targets)
+
+
+@router.post("/rules/{rule_id}/test", response_model=TestFireResult)
+def test_fire_rule(key: AdminKey, conn: ConnDep, rule_id: RuleIdPath,
+                   sending: Annotated[Any, Depends(get_alerting_settings)]) -> dict[str, Any]:
+    """Send a notification marked TEST through the rule's channel; state is untouched.
+
+    The send happens here, not in the service, so the caller learns how it went.
+    """
+    from alerting.notify import test_fire
+    from alerting.rules import RULE_COLUMNS, Rule
+
+    row = conn.execute(f"SELECT {RULE_COLUMNS} FROM alert_rules r "  # noqa: S608 - field names
+                       "WHERE r.project_id = %s AND r.rule_id = %s",
+                       (key.project_id, rule_id)).fetchone()
+    if row is None:
+        raise ProblemError(404, "Not found", f"no alert rule {rule_id}",
+                           invalid_params=[("rule_id", "no such rule in this project")])
+    rule = Rule(*row)
+    outcome = test_fire(rule, sending, datetime.now(UTC))
+    return {"rule_id": rule_id, "channel": rule.channel, "delivered": outcome.delivered,
+            "attempts": outcome.attempts, "error": outcome.error}
