@@ -167,7 +167,7 @@ class Notifier:
         self.client.close()
 
 
-def test_fire(rule: Rule, settings: AlertingSettings, now: datetime,
+def send_test_notice(rule: Rule, settings: AlertingSettings, now: datetime,
               notifier: Notifier | None = None) -> Outcome:
     """Send a notification marked TEST through ``rule``'s channel, recording nothing.
 

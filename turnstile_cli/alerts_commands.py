@@ -70,7 +70,7 @@ def list_(
 @app.command("test-fire")
 def test_fire(rule_id: Annotated[int, typer.Argument(min=1, help="The rule's id.")]) -> None:
     """Send a notification marked TEST through the rule's channel; its state is untouched."""
-    from alerting.notify import test_fire as fire
+    from alerting.notify import send_test_notice
     from alerting.rules import RULE_COLUMNS, Rule
     from alerting.settings import AlertingSettings
 
@@ -82,7 +82,7 @@ def test_fire(rule_id: Annotated[int, typer.Argument(min=1, help="The rule's id.
         console.print(f"[red]no alert rule {rule_id}[/red]")
         raise typer.Exit(1)
     rule = Rule(*row)
-    outcome = fire(rule, settings, datetime.now(UTC))
+    outcome = send_test_notice(rule, settings, datetime.now(UTC))
     if outcome.delivered:
         console.print(f"test notification for rule {rule_id} ({rule.name!r}) delivered via "
                       f"{rule.channel} after {outcome.attempts} attempt(s)")

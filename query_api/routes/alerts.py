@@ -188,7 +188,7 @@ def test_fire_rule(key: AdminKey, conn: ConnDep, rule_id: RuleIdPath,
 
     The send happens here, not in the service, so the caller learns how it went.
     """
-    from alerting.notify import test_fire
+    from alerting.notify import send_test_notice
     from alerting.rules import RULE_COLUMNS, Rule
 
     row = conn.execute(f"SELECT {RULE_COLUMNS} FROM alert_rules r "  # noqa: S608 - field names
@@ -198,6 +198,6 @@ def test_fire_rule(key: AdminKey, conn: ConnDep, rule_id: RuleIdPath,
         raise ProblemError(404, "Not found", f"no alert rule {rule_id}",
                            invalid_params=[("rule_id", "no such rule in this project")])
     rule = Rule(*row)
-    outcome = test_fire(rule, sending, datetime.now(UTC))
+    outcome = send_test_notice(rule, sending, datetime.now(UTC))
     return {"rule_id": rule_id, "channel": rule.channel, "delivered": outcome.delivered,
             "attempts": outcome.attempts, "error": outcome.error}

@@ -4,27 +4,19 @@ answers like Slack, PagerDuty and a webhook; rules managed through the query API
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
-from fastapi.testclient import TestClient
 
 from alerting.service import run_round
-from alerting.settings import AlertingSettings
-from query_api.app import create_app
-from query_api.settings import QuerySettings
 from schemas import keystore
-from schemas.alerts import AlertTargetPolicy
 from schemas.keys import KeyKind
-from schemas.settings import DatabaseSettings
 from tests.integration.alerting.receiver import (
     PAGERDUTY_PATH,
     SLACK_PATH,
     WEBHOOK_PATH,
-    Receiver,
 )
 from tests.integration.query_api.fixtures import Metric, insert_metrics
 
@@ -45,32 +37,6 @@ def tenant(db: psycopg.Connection, name: str) -> Tenant:
     keys = {k: keystore.create_key(db, pid, k).secret for k in (KeyKind.READ, KeyKind.ADMIN)}
     return Tenant(pid, {"Authorization": f"Bearer {keys[KeyKind.READ]}"},
                   {"Authorization": f"Bearer {keys[KeyKind.ADMIN]}"})
-
-
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    yield r
-    r.close()
-
-
-@pytest.fixture
-def settings(stack, receiver, db) -> AlertingSettings:
-    db.execute("UPDATE alert_rules SET enabled = false")  # rounds see this test's rules only
-    receiver.requests.clear()
-    return AlertingSettings(database=DatabaseSettings(url=stack.database_url),
-                            pagerduty_events_url=receiver.url + PAGERDUTY_PATH,
-                            targets=AlertTargetPolicy(allowed_target_prefixes=(receiver.url,),
-                                                      slack_url_prefix=receiver.url + "/services/"))
-
-
-@pytest.fixture
-def api(stack, settings, tmp_path) -> Iterator[TestClient]:
-    app = create_app(QuerySettings(database=DatabaseSettings(url=stack.database_url),
-                                   lake_root=tmp_path, pool_max_size=2,
-                                   alert_targets=settings.targets))
-    with TestClient(app) as client:
-        yield client
 
 
 def rule(**kw) -> dict:
