@@ -36,6 +36,14 @@ class Received:
 class Inbox:
     messages: list[Received] = field(default_factory=list)
     logins: list[str] = field(default_factory=list)
+    refuse: set[str] = field(default_factory=set)  # recipients answered 550
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,  # noqa: N802
+                          rcpt_options: list[str]) -> str:
+        if address in self.refuse:
+            return "550 5.1.1 No such user"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
         msg = message_from_bytes(envelope.original_content, policy=policy.default)

@@ -163,3 +163,17 @@ def _notice_for(db, rule_id: int, now: datetime):
     row = db.execute(f"SELECT {RULE_COLUMNS} FROM alert_rules r WHERE rule_id = %s",  # noqa: S608
                      (rule_id,)).fetchone()
     return Notice(1, Rule(*row), "firing", 1.0, now - timedelta(minutes=5), now, now)
+
+
+def test_a_recipient_the_server_refuses_fails_at_once_and_a_dead_server_is_retried():
+    from alerting.settings import AlertingSettings
+
+    with smtp_server() as (inbox, port):
+        inbox.refuse = set(TO)
+        sending = AlertingSettings(smtp_host="127.0.0.1", smtp_port=port,
+                                   smtp_security="plain", attempts_per_round=2)
+        refused = send_test_notice(email_rule(), sending, datetime.now(UTC))
+    assert (refused.delivered, refused.permanent, refused.attempts) == (False, True, 1)
+    assert "550" in (refused.error or "") and inbox.messages == []
+    down = send_test_notice(email_rule(), sending, datetime.now(UTC))  # server stopped
+    assert (down.delivered, down.permanent, down.attempts) == (False, False, 2)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import time
 
 import pytest
 
@@ -51,3 +52,31 @@ def test_a_malformed_header_is_refused(header):
 ])
 def test_email_targets_are_plain_address_lists(target, ok):
     assert (AlertTargetPolicy().problem("email", target) is None) is ok
+
+
+README_SNIPPET = '''
+import hashlib, hmac, time
+
+def verify(secret: str, body: bytes, header: str, tolerance: int = 300) -> bool:
+    """header: the Turnstile-Signature value, e.g. 't=1700000000,v1=5f2c...'."""
+    try:
+        fields = dict(p.split("=", 1) for p in header.split(","))
+        t, given = int(fields["t"]), fields["v1"]
+    except (KeyError, ValueError):
+        return False
+    if abs(time.time() - t) > tolerance:
+        return False  # replayed, or a badly skewed clock
+    expected = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, given)
+'''
+
+
+def test_the_readme_snippet_agrees_with_the_sender():
+    scope: dict = {}
+    exec(README_SNIPPET, scope)  # noqa: S102 - our own snippet, as published
+    check = scope["verify"]
+    assert len(README_SNIPPET.strip().splitlines()) <= 15
+    assert check(SECRET, BODY, sign(SECRET, BODY))
+    assert not check(SECRET, BODY + b" ", sign(SECRET, BODY))
+    assert not check(SECRET, BODY, sign(SECRET, BODY, int(time.time()) - 301))
+    assert not check(SECRET, BODY, "garbage")
