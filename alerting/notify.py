@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import smtplib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -33,7 +33,7 @@ class Notice:
 
     event_id: int
     rule: Rule
-    kind: str  # "firing" | "resolved" | "test" (a test-fire, marked as such everywhere)
+    kind: str  # "firing" | "resolved" | "test" | "test_resolved" (test-fires: marked TEST)
     value: float | None
     window_start: datetime
     window_end: datetime
@@ -74,20 +74,21 @@ def _payload(n: Notice, settings: AlertingSettings) -> tuple[str, dict[str, Any]
                "api_key": r.api_key, "method": r.method}
     if r.channel == "pagerduty":
         # A test has its own dedup key, so it never merges with (or resolves) a real page.
-        test = "-test" if n.kind == "test" else ""
+        test = "-test" if n.kind.startswith("test") else ""
+        resolve = n.kind in ("resolved", "test_resolved")
         body: dict[str, Any] = {
             "routing_key": r.target,
-            "event_action": "resolve" if n.kind == "resolved" else "trigger",
+            "event_action": "resolve" if resolve else "trigger",
             "dedup_key": f"turnstile-rule-{r.rule_id}{test}",
         }
-        if n.kind != "resolved":
+        if not resolve:
             body["payload"] = {"summary": summary(n)[:1024], "source": f"turnstile/{r.project_id}",
                                "severity": "info" if test else "error",
                                "timestamp": n.at.isoformat(),
                                "component": r.endpoint or r.project_id,
                                "custom_details": details}
         return settings.pagerduty_events_url, body
-    return r.target, {"kind": n.kind, "test": n.kind == "test", "event_id": n.event_id,
+    return r.target, {"kind": n.kind, "test": n.kind.startswith("test"), "event_id": n.event_id,
                       "summary": summary(n), "rule_name": r.name,
                       "project_id": r.project_id, "at": n.at.isoformat(), **details}
 
@@ -172,14 +173,18 @@ def send_test_notice(rule: Rule, settings: AlertingSettings, now: datetime,
     """Send a notification marked TEST through ``rule``'s channel, recording nothing.
 
     No event row and no state change: the rule's cooldown and firing state stay as they
-    were. PagerDuty gets a separate dedup key and severity ``info``.
+    were. PagerDuty gets a separate dedup key and severity ``info``, and the test incident
+    is resolved right after it was accepted (nobody has to close it by hand).
     """
     end = now.replace(second=0, microsecond=0)
     notice = Notice(TEST_EVENT_ID, rule, "test", None,
                     end - timedelta(minutes=rule.window_minutes), end, now)
     sender = notifier or Notifier(settings)
     try:
-        return sender.send(notice)
+        outcome = sender.send(notice)
+        if outcome.delivered and rule.channel == "pagerduty":
+            sender.send(replace(notice, kind="test_resolved"))
+        return outcome
     finally:
         if notifier is None:
             sender.close()

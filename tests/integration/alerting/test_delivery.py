@@ -139,9 +139,11 @@ def test_test_fire_sends_a_marked_notice_and_leaves_the_rule_untouched(
     assert body["summary"].startswith("[TEST] 5xx on orders")
     assert api.post(f"/api/v1/alerts/rules/{page['rule_id']}/test",
                     headers=a.admin).json()["delivered"]
-    (trigger,) = receiver.to(PAGERDUTY_PATH)
+    trigger, resolve = receiver.to(PAGERDUTY_PATH)  # the test incident closes itself
     assert trigger["dedup_key"] == f"turnstile-rule-{page['rule_id']}-test"
     assert trigger["payload"]["severity"] == "info"
+    assert resolve == {"routing_key": ROUTING_KEY, "event_action": "resolve",
+                       "dedup_key": trigger["dedup_key"]}
     path = f"/api/v1/alerts/rules/{hook['rule_id']}/test"
     assert api.post(path, headers=b.admin).status_code == 404
     assert api.post(path, headers=a.read).status_code == 403
