@@ -16,16 +16,10 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from pydantic import BaseModel, Field
 
+import schemas.alerts as vocab
 from query_api.deps import AdminKey, ConnDep, ReadKey, SettingsDep
 from query_api.problems import ProblemError
-from schemas.alerts import (
-    DEFAULT_COOLDOWN_MINUTES,
-    DEFAULT_MIN_REQUESTS,
-    AlertTargetPolicy,
-    Channel,
-    Comparator,
-    Metric,
-)
+from schemas.alerts import AlertTargetPolicy, Channel, Comparator, Metric
 
 router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
 RuleIdPath = Annotated[int, Path(ge=1, description="The rule")]
@@ -46,16 +40,15 @@ class RuleRequest(BaseModel):
     comparator: Comparator
     threshold: float
     window_minutes: int = Field(default=5, ge=1, le=60)
-    min_requests: int = Field(default=DEFAULT_MIN_REQUESTS, ge=0,
+    min_requests: int = Field(default=vocab.DEFAULT_MIN_REQUESTS, ge=0,
                               description="needed for rates and latencies")
-    cooldown_minutes: int = Field(default=DEFAULT_COOLDOWN_MINUTES, ge=0, le=1440)
+    cooldown_minutes: int = Field(default=vocab.DEFAULT_COOLDOWN_MINUTES, ge=0, le=1440)
     endpoint: str | None = Field(default=None, min_length=1, max_length=512)
     api_key: str | None = Field(default=None, min_length=1, max_length=128)
     method: str | None = Field(default=None, min_length=1, max_length=16)
     channel: Channel
     target: str = Field(min_length=1, max_length=2048,
-                        description="Slack/webhook URL, a PagerDuty routing key, "
-                                    "or comma-separated email addresses")
+                        description="Slack/webhook URL, or a PagerDuty routing key")
     enabled: bool = True
 
 

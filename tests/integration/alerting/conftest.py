@@ -1,4 +1,4 @@
-"""Fixtures of the alerting tests: the look-alike receiver, settings aimed at it, the API."""
+"""Fixtures of the alerting tests: the local notification receiver, settings, the query API."""
 
 from __future__ import annotations
 
@@ -40,6 +40,6 @@ def api(stack, settings, tmp_path) -> Iterator[TestClient]:
     app = create_app(QuerySettings(database=DatabaseSettings(url=stack.database_url),
                                    lake_root=tmp_path, pool_max_size=2,
                                    alert_targets=settings.targets))
-    app.dependency_overrides[get_alerting_settings] = lambda: settings
+    app.dependency_overrides[get_alerting_settings] = lambda: settings  # test-fire sends here
     with TestClient(app) as client:
         yield client
