@@ -12,13 +12,14 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any
 
 import psycopg
 
 from alerting.decide import State, decide
 from alerting.evaluate import measure
 from alerting.notify import Notice, Notifier
+from alerting.round_lock import try_round_lock
 from alerting.rules import RULE_COLUMNS, Rule
 from alerting.settings import AlertingSettings
 
@@ -60,20 +61,6 @@ class RoundStats:
     failed: int
     skipped: bool = False  # another evaluator held the round lock
 
-
-ROUND_LOCK_KEY: Final = 0x7475726E616C7274  # "turnalrt": the advisory lock of a round
-
-
-def try_round_lock(conn: psycopg.Connection[Any]) -> bool:
-    """Whether this session now holds the round lock (held until the connection closes).
-
-    Several evaluators may run (one per host, or a restart overlapping the old process):
-    only the holder evaluates and sends, so no event is recorded or sent twice; the others
-    skip the round, the holder does its work. A killed holder's session ends with its
-    socket, which frees the lock for the next round of another process.
-    """
-    row = conn.execute("SELECT pg_try_advisory_lock(%s)", (ROUND_LOCK_KEY,)).fetchone()
-    return bool(row and row[0])
 
 
 def evaluate(conn: psycopg.Connection[Any], now: datetime) -> tuple[int, int]:

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from alerting.service import ROUND_LOCK_KEY, run_round
+from alerting.round_lock import ROUND_LOCK_KEY
+from alerting.service import run_round
 from query_api.routes.alerts import RuleRequest
 from schemas.alerts import DEFAULT_COOLDOWN_MINUTES, DEFAULT_MIN_REQUESTS
 from tests.integration.alerting.receiver import PAGERDUTY_PATH, WEBHOOK_PATH
