@@ -62,7 +62,6 @@ class RoundStats:
     skipped: bool = False  # another evaluator held the round lock
 
 
-
 def evaluate(conn: psycopg.Connection[Any], now: datetime) -> tuple[int, int]:
     """Steps 1–2: (rules measured, events recorded)."""
     measured = measure(conn, now)
