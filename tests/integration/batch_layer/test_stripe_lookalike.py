@@ -61,11 +61,12 @@ def test_an_identifier_is_refused_for_24_hours_then_forgotten(stripe_server):
 
 
 def test_idempotency_keys_replay_and_refuse_other_parameters(stripe_server):
-    first = meter_event(stripe_server, "k1", **{"Idempotency-Key": "k1"})
-    replay = meter_event(stripe_server, "k1", **{"Idempotency-Key": "k1"})
+    ts = stripe_server.now() - 3600  # the same parameters both times, whatever the clock does
+    first = meter_event(stripe_server, "k1", ts=ts, **{"Idempotency-Key": "k1"})
+    replay = meter_event(stripe_server, "k1", ts=ts, **{"Idempotency-Key": "k1"})
     assert (first.status_code, replay.status_code) == (200, 200)
     assert replay.headers["Idempotent-Replayed"] == "true"
-    other = meter_event(stripe_server, "k1", value="6", **{"Idempotency-Key": "k1"})
+    other = meter_event(stripe_server, "k1", value="6", ts=ts, **{"Idempotency-Key": "k1"})
     assert other.status_code == 400 and other.json()["error"]["type"] == "idempotency_error"
     assert summary(stripe_server) == 5
 
