@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final, TypeVar
+from typing import Annotated, Final, TypeVar
 
 import msgspec
 import numpy as np
@@ -31,23 +31,29 @@ _RECORDS_DECODER: Final = msgspec.json.Decoder(list[EventRecord])
 _RECORD_DECODER: Final = msgspec.json.Decoder(EventRecord)
 
 
+# The numpy columns the projection fills: a value beyond them is a poison record (set
+# aside by the decoder), not an OverflowError that would stop the consumer.
+Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+Int16 = Annotated[int, msgspec.Meta(ge=-(2**15), le=2**15 - 1)]
+
+
 class MetricFields(
     msgspec.Struct, tag_field="v", tag=RECORD_FORMAT_VERSION, kw_only=True, gc=False
 ):
     """The projection of a record that aggregation needs; other fields are skipped unparsed."""
 
     project_id: str
-    timestamp_us: int
-    received_at_us: int
+    timestamp_us: Int64
+    received_at_us: Int64
     method: str
     endpoint: str
-    status_code: int
+    status_code: Int16
     latency_ms: float
-    request_bytes: int = 0
-    response_bytes: int = 0
+    request_bytes: Int64 = 0
+    response_bytes: Int64 = 0
     api_key: str = ANONYMOUS_API_KEY
     batch_id: str = ""
-    batch_index: int = -1
+    batch_index: Int64 = -1
 
 
 _METRICS_DECODER: Final = msgspec.json.Decoder(list[MetricFields])

@@ -129,3 +129,20 @@ def test_committed_json_schema_matches_the_types(name: str) -> None:
     assert (SCHEMA_DIR / name).read_bytes() == render(kind, title), (
         "run `python -m schemas.jsonschema` and commit the result"
     )
+
+
+def test_numbers_beyond_the_projections_columns_are_poison_not_an_overflow():
+    import msgspec as _msgspec
+
+    from schemas.codec import decode_metric_columns as _decode
+
+    good = {"v": 1, "project_id": "p", "timestamp_us": 1_767_225_600_000_000,
+            "received_at_us": 1_767_225_600_000_000, "method": "GET", "endpoint": "/a",
+            "status_code": 200, "latency_ms": 1.0}
+    values = [_msgspec.json.encode(good),
+              _msgspec.json.encode({**good, "timestamp_us": 2**63 + 5}),
+              _msgspec.json.encode({**good, "request_bytes": 10**30}),
+              _msgspec.json.encode({**good, "status_code": 70_000})]
+    cols, poison = _decode(values)
+    assert len(cols) == 1 and cols.positions.tolist() == [0]
+    assert [p.position for p in poison] == [1, 2, 3]
