@@ -151,6 +151,8 @@ class Run:
             time.sleep(2 * float(SERVICE_ENV["TURNSTILE_ALERTING_INTERVAL_S"]))
             row["alert_notifications"], row["alerts_sent_twice"] = \
                 self.receiver.sent_twice(rule_id)
+            row["alert_calls"] = [{k: c.get(k) for k in ("rule_id", "kind", "at", "_received")}
+                                  for c in self.receiver.calls]
         self.rows.append(row)
         self.checks.append((row, phase.project, phase.truth))
 
@@ -186,7 +188,7 @@ class Run:
         if name == "billing-kill9":
             self.wait_lake()
             r = faults.billing_kill(stack, datetime.now(UTC).date().isoformat(),
-                                    self.rng.uniform(2.0, 4.0), o.recover_timeout_s * 2)
+                                    self.rng.uniform(0.75, 0.95), o.recover_timeout_s * 2)
             self.billed_after_rerun(r)
             return r
         if name == "hostile-events":
