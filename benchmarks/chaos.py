@@ -8,6 +8,8 @@ for the day(s) and compares every project's billing, ``metrics_1m`` and ``late_e
 with its ground truth. Per fault: time to recover, events delayed, lost, double-counted,
 alerts sent twice, manual steps. Writes ``benchmarks/results/chaos.json``; stops
 everything it started. ``--quick``: five faults in about three minutes (the test's run).
+Issue 11's rollup job is TimescaleDB's aggregate policies now, inside PostgreSQL: the
+PostgreSQL stop is its fault.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from benchmarks.chaos_check import (
     lost_and_double,
 )
 from benchmarks.chaos_inputs import WebhookReceiver, send_hostile, write_unstorable
+from benchmarks.chaos_report import double, lost, table
 from benchmarks.chaos_stack import CLI, ChaosStack
 from benchmarks.chaos_traffic import Phase, make_phase
 from schemas import keystore
@@ -51,6 +54,8 @@ FULL = ("gateway-kill9", "speed-kill9", "lake-kill9", "billing-kill9", "alerting
 QUICK = ("speed-kill9", "lake-kill9", "hostile-events", "postgres-stop", "unstorable-records")
 SERVICE_OF = {"gateway-kill9": "gateway", "speed-kill9": "speed", "lake-kill9": "lake",
               "alerting-kill9": "alerting"}
+# Faults during which the speed layer or the lake writer cannot take events in.
+STOPS_CONSUMERS = frozenset({"speed-kill9", "lake-kill9", "kafka-stop", "postgres-stop"})
 SERVICE_ENV = {  # short timers so a few minutes show rolls, emits and rule rounds
     "TURNSTILE_BATCH_ROLL_SECONDS": "3",
     "TURNSTILE_SPEED_EMIT_INTERVAL_S": "1",
@@ -144,7 +149,9 @@ class Run:
             result.notes.append(f"loadgen: {phase.error}")
         until = result.recovered_at or time.monotonic()
         row.update(recover_s=None if result.recover_s is None else round(result.recover_s, 1),
-                   events_delayed=phase.events_delayed(result.injected_at, until),
+                   events_delayed=phase.events_delayed(
+                       result.injected_at, until,
+                       name in STOPS_CONSUMERS or result.recovered_at is None),
                    manual_steps=result.manual_steps, notes=result.notes,
                    retries=phase.report.retries if phase.report else None, **result.extra)
         if rule_id is not None and self.receiver is not None:
@@ -277,35 +284,6 @@ class Run:
                         for k, v in compare(self.stack, project, truth).items()})
         return {"drain": drained, "billing_runs": billing,
                 "dead_letters_by_component": dict(dead_letters(self.stack))}
-
-
-def lost(row: dict[str, Any]) -> int | None:
-    if row.get("billing_lost") is None:
-        return None
-    return int(row["billing_lost"] + row["stream_lost"] + row.get("late_events_lost", 0)
-               + row.get("rerun_billing_lost", 0))
-
-
-def double(row: dict[str, Any]) -> int | None:
-    if row.get("billing_double") is None:
-        return None
-    return int(row["billing_double"] + row["stream_double"] + row.get("late_events_double", 0)
-               + row.get("rerun_billing_double", 0))
-
-
-def table(rows: list[dict[str, Any]]) -> str:
-    head = ("| fault | recover s | events | delayed | lost (bill/stream) | double (bill/stream)"
-            " | alerts twice | manual steps | notes |")
-    lines = [head, "|" + "---|" * 9]
-    for r in rows:
-        rec = "not recovered" if r.get("recover_s") is None else f"{r['recover_s']:.1f}"
-        notes = "; ".join(r.get("notes") or [])[:160] or "-"
-        lines.append(
-            f"| {r['fault']} | {rec} | {r.get('events', '-')} | {r.get('events_delayed', '-')}"
-            f" | {r.get('billing_lost', '-')}/{r.get('stream_lost', '-')}"
-            f" | {r.get('billing_double', '-')}/{r.get('stream_double', '-')}"
-            f" | {r.get('alerts_sent_twice', '-')} | {r.get('manual_steps', '-')} | {notes} |")
-    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -84,14 +84,15 @@ class Phase:
         if self.report is not None:
             self.truth = ground_truth(self.traffic, self.report.duplicate_batch_ids)
 
-    def events_delayed(self, since: float, until: float) -> int:
-        """Events of batches in flight or accepted while the fault lasted (``since``..``until``).
+    def events_delayed(self, since: float, until: float, consumers_stopped: bool) -> int:
+        """Events held up while the fault lasted (``since``..``until``).
 
-        Consumer faults: those events waited in Kafka; gateway, Kafka and PostgreSQL faults:
-        the sender was retrying them.
+        With a consumer stopped, every event accepted meanwhile waited in Kafka; otherwise
+        only those whose batch took over a second to be accepted (retried or stalled).
         """
         return sum(t.events for t in self.sender.timings
-                   if t.accepted >= since and t.started <= until)
+                   if t.accepted >= since and t.started <= until
+                   and (consumers_stopped or t.accepted - t.started > 1.0))
 
     @property
     def last_timestamp_us(self) -> int:
