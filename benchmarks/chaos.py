@@ -195,7 +195,7 @@ class Run:
         if name == "billing-kill9":
             self.wait_lake()
             r = faults.billing_kill(stack, datetime.now(UTC).date().isoformat(),
-                                    self.rng.uniform(0.75, 0.95), o.recover_timeout_s * 2)
+                                    self.rng.uniform(0.0, 0.1), o.recover_timeout_s * 2)
             self.billed_after_rerun(r)
             return r
         if name == "hostile-events":

@@ -189,32 +189,50 @@ def outage(stack: ChaosStack, server: str, seconds: float, project: str, timeout
     return result
 
 
-def billing_kill(stack: ChaosStack, day: str, kill_fraction: float, timeout: float
-                 ) -> FaultResult:
-    """``turnstile billing run`` killed -9 mid-run, then run again to completion.
+def _connected_to(pid: int, port: int) -> bool:
+    """Whether ``pid`` holds a TCP connection to 127.0.0.1:``port`` (its sockets' inodes)."""
+    try:
+        inodes = {os.readlink(f"/proc/{pid}/fd/{fd}")[8:-1]
+                  for fd in os.listdir(f"/proc/{pid}/fd")}
+        lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return False
+    wanted = f":{port:04X}"
+    return any(cols[2].endswith(wanted) and cols[9] in inodes
+               for cols in (line.split() for line in lines))
 
-    A clean run first says how long one takes; the killed run dies at ``kill_fraction``
-    of that (its start-up is most of it on a small lake, hence a late fraction).
+
+def billing_kill(stack: ChaosStack, day: str, delay_s: float, timeout: float) -> FaultResult:
+    """``turnstile billing run`` killed -9 inside the job, then run again to completion.
+
+    Start-up (imports) is most of a run on a small lake, so the kill waits until the job
+    has connected to PostgreSQL (it reads the tiers, then DuckDB reads the lake, then it
+    replaces the day's rows) and then ``delay_s`` more.
     """
     log = stack.state_dir / "logs" / "chaos-billing.log"
     cmd = [*CLI, "billing", "run", "--date", day]
+    finished_before = log.read_text().count("DayResult(day=") if log.exists() else 0
     with log.open("ab") as out:
-        clean_started = time.monotonic()
-        subprocess.run(cmd, env=stack.job_env(), stdout=out, stderr=subprocess.STDOUT,
-                       timeout=timeout, check=False)
-        kill_after_s = kill_fraction * (time.monotonic() - clean_started)
         first = subprocess.Popen(cmd, env=stack.job_env(), stdout=out, stderr=subprocess.STDOUT,
                                  start_new_session=True)
         result = FaultResult(time.monotonic())
-        try:
-            first.wait(kill_after_s)
-            result.notes.append(f"the first run ended (rc {first.returncode}) before the kill")
-        except subprocess.TimeoutExpired:
-            kill9(first.pid)
-            first.wait(10)
-            result.extra["killed_after_s"] = round(kill_after_s, 2)
+        deadline = time.monotonic() + timeout
+        while first.poll() is None and not _connected_to(first.pid, stack.postgres_port):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.005)
+        time.sleep(delay_s)
+        kill9(first.pid)
+        first.wait(10)
+        result.extra["killed_after_connect_s"] = round(delay_s, 3)
+        result.extra["killed_rc"] = first.returncode
         again = subprocess.run(cmd, env=stack.job_env(), stdout=out, stderr=subprocess.STDOUT,
                                timeout=timeout, check=False)
+    # The killed run finished its day if it logged a result of its own.
+    finished = log.read_text().count("DayResult(day=") - finished_before
+    result.extra["killed_run_had_finished"] = finished >= (2 if again.returncode == 0 else 1)
+    if result.extra["killed_run_had_finished"]:
+        result.notes.append("the killed run had finished its day before the kill")
     result.extra["rerun_rc"] = again.returncode
     if again.returncode in (0, 2):  # 2: ran, with unexplained keys (in-flight data)
         result.recovered_at = time.monotonic()
