@@ -41,6 +41,7 @@ from ingest_gateway.producer import EventPublisher, Unavailable
 from ingest_gateway.ratelimit import TokenBuckets, retry_after_header
 from ingest_gateway.settings import GatewaySettings
 from schemas.codec import encode_records, record_key
+from schemas.ops import render_metrics
 from schemas.validation import BodyError, Rejection, decode_incoming, validate_events
 
 BATCH_ID_REQUEST_HEADER: Final = "x-turnstile-batch-id"
@@ -218,5 +219,5 @@ async def readyz(request: Request) -> Response:
 @router.get("/metrics", **METRICS_DOCS)
 async def prometheus_metrics() -> Response:
     """Prometheus exposition (all workers' samples in multiprocess mode)."""
-    payload, content_type = metrics.render()
+    payload, content_type = render_metrics()
     return Response(payload, media_type=content_type)
