@@ -158,6 +158,7 @@ class Run:
             time.sleep(2 * float(SERVICE_ENV["TURNSTILE_ALERTING_INTERVAL_S"]))
             row["alert_notifications"], row["alerts_sent_twice"] = \
                 self.receiver.sent_twice(rule_id)
+            row["alert_repeats_of_one_notice"] = self.receiver.same_notice_twice(rule_id)
             row["alert_calls"] = [{k: c.get(k) for k in ("rule_id", "kind", "at", "_received")}
                                   for c in self.receiver.calls]
         self.rows.append(row)

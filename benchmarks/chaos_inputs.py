@@ -168,6 +168,11 @@ class WebhookReceiver:
                   and c.get("kind") == "firing"]
         return len(firing), max(0, len(firing) - 1)
 
+    def same_notice_twice(self, rule_id: int) -> int:
+        """Repeats of one notice (same rule, kind, ``at``): a receiver could drop these."""
+        seen = [(c.get("kind"), c.get("at")) for c in self.calls if c.get("rule_id") == rule_id]
+        return len(seen) - len(set(seen))
+
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
