@@ -38,7 +38,7 @@ from schemas.event import (
     EventRecord,
     IncomingEvent,
 )
-from schemas.storable import NUL, number_problem, text_problem
+from schemas.storable import NUL, SURROGATE_PROBLEM, number_problem, text_problem
 
 MIN_TIMESTAMP_US: Final = 946_684_800_000_000  # 2000-01-01T00:00:00Z
 MIN_TIMESTAMP_S: Final = MIN_TIMESTAMP_US / 1_000_000
@@ -341,6 +341,41 @@ class DecodedBody:
     check_text: bool = True
 
 
+# A JSON escape of a lone surrogate makes msgspec refuse the whole body. So that only the
+# events holding one are refused (the rest of the batch is kept), each lone escape is
+# replaced by the escaped pair of U+10FFFF (a noncharacter, never sent as text) and the
+# events whose texts then hold it are rejected naming the field. Escaped backslashes and
+# valid pairs are matched first, so they are left alone.
+_SURROGATE_ESCAPES: Final = re.compile(
+    rb"(\\\\)|(\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+    rb"|\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_MARK: Final = "\U0010ffff"
+_MARK_ESCAPE: Final = rb"\udbff\udfff"
+
+
+def _mark_lone_surrogates(body: bytes) -> bytes:
+    return _SURROGATE_ESCAPES.sub(
+        lambda m: m.group(0) if m.group(1) or m.group(2) else _MARK_ESCAPE, body)
+
+
+def _marked_fields(ev: IncomingEvent) -> list[str]:
+    errors = [f"{f.name}: {SURROGATE_PROBLEM}" for f in _FIELDS
+              if isinstance(value := getattr(ev, f.name), str) and _MARK in value]
+    for key, value in (ev.tags or {}).items():
+        if _MARK in key or _MARK in value:
+            errors.append(f"tags.{key.replace(_MARK, '?')}: {SURROGATE_PROBLEM}")
+    return errors
+
+
+def _decode_marked(body: bytes) -> DecodedBody:
+    """The slow path over a body whose lone surrogates were marked; marked events refused."""
+    decoded = _decode_items(body)
+    items: list[IncomingEvent | list[str]] = [
+        item if isinstance(item, list) else (_marked_fields(item) or item)
+        for item in decoded.items]
+    return DecodedBody(items, decoded.count, True)
+
+
 def decode_incoming(body: bytes) -> DecodedBody:
     """Decode a body (JSON array or ``{"events": [...]}``) into events or their errors.
 
@@ -355,9 +390,18 @@ def decode_incoming(body: bytes) -> DecodedBody:
     except msgspec.ValidationError:
         pass
     except msgspec.DecodeError as exc:
-        raise BodyError(f"body: {_clean(str(exc))}") from exc
+        repaired = _mark_lone_surrogates(body) if check_text else body
+        if repaired == body:
+            raise BodyError(f"body: {_clean(str(exc))}") from exc
+        return _decode_marked(repaired)
     except RecursionError:
         raise BodyError(DEPTH_PROBLEM) from None
+    return _decode_items(body)
+
+
+def _decode_items(body: bytes) -> DecodedBody:
+    """Decode event by event, so each bad event gets its own errors."""
+    check_text = b"\\" in body
     try:
         raw = _RAW_DECODER.decode(body)
     except msgspec.DecodeError as exc:

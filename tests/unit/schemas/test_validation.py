@@ -316,3 +316,22 @@ def test_bodies_up_to_the_depth_limit_are_read() -> None:
     deep = "[" * (MAX_JSON_DEPTH - 3) + "]" * (MAX_JSON_DEPTH - 3)
     body = b'{"events": [' + orjson.dumps(good())[:-1] + f', "x": {deep}}}]}}'.encode()
     assert len(validate_batch(body, project_id="p", received_at_us=NOW_US).records) == 1
+
+
+def test_an_escaped_lone_surrogate_refuses_its_event_only_naming_the_field():
+    from schemas.storable import SURROGATE_PROBLEM
+    from schemas.validation import validate_batch as _validate
+
+    base = ('{"event_id":"%s","timestamp":1767225600.5,"method":"GET","path":"%s",'
+            '"status_code":200,"latency_ms":1%s}')
+    body = ("[" + ",".join([
+        base % ("bad-path", "/x\\ud800", ""),
+        base % ("good", "/ok", ',"user_agent":"\\\\ud800 is text here \\ud83d\\ude00"'),
+        base % ("bad-tag", "/y", ',"tags":{"k":"\\udfff"}'),
+        base % ("good-2", "/z", ""),
+    ]) + "]").encode()
+    batch = _validate(body, project_id="p", received_at_us=1_767_225_600_000_000)
+    assert [r.event_id for r in batch.records] == ["good", "good-2"]
+    assert batch.records[0].user_agent == "\\ud800 is text here \U0001f600"
+    assert [(r.index, r.errors) for r in batch.rejected] == [
+        (0, [f"path: {SURROGATE_PROBLEM}"]), (2, [f"tags.k: {SURROGATE_PROBLEM}"])]
