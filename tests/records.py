@@ -6,9 +6,11 @@ import uuid
 from collections.abc import Sequence
 
 import msgspec
+import pyarrow as pa
 
+from schemas.arrow import EVENT_ARROW_SCHEMA
 from schemas.event import EventRecord
-from schemas.records import V2Record, encode_event_records
+from schemas.records import V2Record, decode_records, encode_event_records
 
 
 def gateway_records(records: Sequence[EventRecord], *, partitions: int,
@@ -36,3 +38,12 @@ def one_per_event(records: Sequence[EventRecord], *, batch_id: str | Sequence[st
         (rec,) = encode_event_records([one], batch_id=b or fresh, partitioner=1)
         out.append(rec.value)
     return out
+
+
+def events_table(records: Sequence[EventRecord]) -> pa.Table:
+    """Events as a table with ``EVENT_ARROW_SCHEMA`` (the lake's columns), through v2."""
+    values = [r.value for r in encode_event_records(records, batch_id="t", partitioner=1)]
+    table = decode_records(values).table
+    return pa.Table.from_arrays(
+        [table.column(f.name).cast(f.type) for f in EVENT_ARROW_SCHEMA],
+        schema=EVENT_ARROW_SCHEMA)

@@ -37,10 +37,10 @@ def test_every_record_lands_once_in_committed_parquet_files(stack, fresh_topic, 
     lake = open_lake(settings)
     writer = drain(settings, lake, 4)
     table = lake_table(lake, DAYS)
-    assert table.num_rows == produced.messages
+    assert table.num_rows == produced.events
     assert max(positions(table).values()) == 1
     assert set(table.column("event_id").to_pylist()) == {e.event_id for e in events}
-    assert writer.stats.events == produced.messages
+    assert writer.stats.events == produced.events
     for path in committed_files(lake, DAY):
         assert "/project=" in path and path.endswith(".parquet")
     assert not os.listdir(tmp_path / "lake" / "_lake_writer" / "pending" / topic)
@@ -66,14 +66,14 @@ def test_interrupted_roll_is_replayed_into_the_same_files(stack, fresh_topic, tm
     monkeypatch.setattr(lake_writer_module, "write_parquet_atomic", crash_after_two_files)
     with pytest.raises(RuntimeError, match="simulated crash"):
         drain(settings, lake, 2)
-    assert lag(settings, 2) == produced.messages  # nothing committed
+    assert lag(settings, 2) == produced.records  # nothing committed
     partial = lake_table(lake, DAYS).num_rows
-    assert 0 < partial < produced.messages
+    assert 0 < partial < produced.events
     monkeypatch.setattr(lake_writer_module, "write_parquet_atomic", real_write)
     writer = drain(settings, lake, 2)
     assert writer.stats.replays >= 1
     table = lake_table(lake, DAYS)
-    assert table.num_rows == produced.messages
+    assert table.num_rows == produced.events
     assert max(positions(table).values()) == 1
 
 
@@ -115,4 +115,4 @@ def test_kill_9_mid_file_loses_nothing_and_shows_no_partial_file(stack, fresh_to
             pq.read_metadata(path)  # a truncated file has no valid footer
     table = lake_table(lake, DAYS)
     assert max(positions(table).values()) == 1
-    assert table.num_rows == produced.messages
+    assert table.num_rows == produced.events
