@@ -6,6 +6,7 @@ import sys
 import time
 from datetime import timedelta
 
+import httpx
 import pyarrow.parquet as pq
 import pytest
 
@@ -20,13 +21,23 @@ from tests.integration.batch_layer.conftest import (
     writer_settings,
 )
 from tests.unit.batch_layer.fixtures import DAY, make_events
+from turnstile_cli.stack import free_ports
 
 DAYS = [DAY, DAY + timedelta(days=1)]
 
 
+def _healthy(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def positions(table):
+    """How often each event of each record (partition, offset, event) is in the lake."""
     return collections.Counter(zip(table.column("kafka_partition").to_pylist(),
-                                   table.column("kafka_offset").to_pylist(), strict=True))
+                                   table.column("kafka_offset").to_pylist(),
+                                   table.column("event_id").to_pylist(), strict=True))
 
 
 def test_every_record_lands_once_in_committed_parquet_files(stack, fresh_topic, tmp_path):
@@ -102,9 +113,14 @@ def test_kill_9_mid_file_loses_nothing_and_shows_no_partial_file(stack, fresh_to
         if lag(settings, 3) == 0:
             break
     assert kills >= 1
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    (port,) = free_ports(1)
+    proc = subprocess.Popen(cmd, env={**env, "TURNSTILE_BATCH_OPS_PORT": str(port)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         wait_for(lambda: lag(settings, 3) == 0, 90, "the restarted writer to drain")
+        # v2 drains fast: the topic may be empty before the writer is up; SIGTERM only
+        # once it serves /healthz (its signal handlers are installed by then).
+        wait_for(lambda: _healthy(port), 30, "the restarted writer to serve /healthz")
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)

@@ -15,6 +15,7 @@ from agent.asgi import TurnstileASGI
 from agent.capture import hash_consumer
 from agent.sender import Sender
 from agent.settings import AgentSettings
+from schemas.records import partitions_for
 from tests.integration.ingest_gateway.helpers import event, read_topic
 
 CONSUMERS = [f"customer-{i}" for i in range(7)]
@@ -93,7 +94,10 @@ def test_fifty_thousand_requests_arrive_with_the_right_fields(stack, gateway, ke
         v = r.value
         assert v["project_id"] == keys.project
         assert v["api_key"] in hashed
-        assert r.key == f"{keys.project}:{v['api_key']}".encode()
+        # The record's key is its first event's; every event's own key maps to its partition.
+        (partition,) = partitions_for([f"{keys.project}:{v['api_key']}".encode()],
+                                      gateway.partitions).tolist()
+        assert r.partition == partition
         assert v["status_code"] == 200
         assert v["ip"] == "198.51.100.7" and v["user_agent"] == "it/1"
         assert v["latency_ms"] >= 0
@@ -158,9 +162,10 @@ def test_503_body_and_metrics_while_the_queue_is_full(start_gateway, keys):
     resp = gateway.post([event(i) for i in range(1000)], keys.write)
     assert resp.status_code == 202
     # A batch larger than the whole local queue can never be taken: 503 at once, no hang.
-    gw2 = start_gateway(queue_max_messages=1000, max_events=2000, rate_limit_burst_events=10_000)
+    # (The queue counts records, ~one per partition a batch touches, and their bytes.)
+    gw2 = start_gateway(queue_max_kbytes=1024, max_events=8000, rate_limit_burst_events=10_000)
     started = time.monotonic()
-    resp = gw2.post([event(i) for i in range(1001)], keys.write)
+    resp = gw2.post([event(i, path=f"/p/{i}/" + "x" * 150) for i in range(8000)], keys.write)
     assert resp.status_code == 503
     assert time.monotonic() - started < 2
     assert "queue is full" in resp.json()["detail"]
