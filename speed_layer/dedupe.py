@@ -1,9 +1,9 @@
 """Retried gateway batches counted once: what each batch id of a partition has delivered.
 
-A retried HTTP batch is published again with the same batch id. The gateway stamps every
-record with ``(batch_id, batch_index)``, its position in the batch, so an event is
-recognised whatever the attempt: per batch id the shard keeps a bitmap of the positions
-it has counted, and a record whose position is already set is a duplicate. This is exact
+A retried HTTP batch is published again with the same batch id. Every event of a format v2
+record carries ``(batch_id, batch_index)``, its position in the batch, so an event is
+recognised whatever the attempt or record: per batch id the shard keeps a bitmap of the
+positions it has counted, and an event whose position is already set is a duplicate. This is exact
 even when an attempt published only part of the batch before failing (its retry then adds
 exactly the missing events) and when attempts interleave with other batches or polls.
 
