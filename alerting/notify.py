@@ -1,4 +1,7 @@
-"""Sending a firing/resolved event to Slack, PagerDuty (Events API v2) or a webhook.
+"""Sending a firing, resolved or test event to its rule's channel.
+
+Slack, PagerDuty (Events API v2), a signed webhook (``alerting/webhook_signing.py``) or
+email (``alerting/email.py``).
 
 A send is retried with backoff (honouring ``Retry-After`` on 429) a few times per round;
 an event not delivered stays ``pending`` for the next round, up to ``max_rounds``, so a
@@ -7,15 +10,21 @@ notification outage delays pages rather than dropping them.
 
 from __future__ import annotations
 
+import json
+import smtplib
 import time
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 
+from alerting import email
 from alerting.rules import Rule
 from alerting.settings import AlertingSettings
+from alerting.webhook_signing import EVENT_ID_HEADER, SIGNATURE_HEADER, sign
+
+TEST_EVENT_ID = 0  # a test-fire is recorded nowhere: no event row, no state
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +33,7 @@ class Notice:
 
     event_id: int
     rule: Rule
-    kind: str
+    kind: str  # "firing" | "resolved" | "test" | "test_resolved" (test-fires: marked TEST)
     value: float | None
     window_start: datetime
     window_end: datetime
@@ -43,11 +52,15 @@ def _number(value: float | None) -> str:
     return "no data" if value is None else f"{value:.4g}"
 
 
+def headline(n: Notice) -> str:
+    state = {"firing": "FIRING", "resolved": "RESOLVED"}.get(n.kind, "TEST")
+    return f"[{state}] {n.rule.name}: {n.rule.metric} {_number(n.value)}"
+
+
 def summary(n: Notice) -> str:
     r = n.rule
-    state = "FIRING" if n.kind == "firing" else "RESOLVED"
-    return (f"[{state}] {r.name}: {r.metric} {_number(n.value)} "
-            f"({r.comparator} {r.threshold:g} over {r.window_minutes} min; {_scope(r)})")
+    return (f"{headline(n)} ({r.comparator} {r.threshold:g} over {r.window_minutes} min; "
+            f"{_scope(r)})")
 
 
 def _payload(n: Notice, settings: AlertingSettings) -> tuple[str, dict[str, Any]]:
@@ -60,18 +73,23 @@ def _payload(n: Notice, settings: AlertingSettings) -> tuple[str, dict[str, Any]
                "window_end": n.window_end.isoformat(), "endpoint": r.endpoint,
                "api_key": r.api_key, "method": r.method}
     if r.channel == "pagerduty":
+        # A test has its own dedup key, so it never merges with (or resolves) a real page.
+        test = "-test" if n.kind.startswith("test") else ""
+        resolve = n.kind in ("resolved", "test_resolved")
         body: dict[str, Any] = {
             "routing_key": r.target,
-            "event_action": "trigger" if n.kind == "firing" else "resolve",
-            "dedup_key": f"turnstile-rule-{r.rule_id}",
+            "event_action": "resolve" if resolve else "trigger",
+            "dedup_key": f"turnstile-rule-{r.rule_id}{test}",
         }
-        if n.kind == "firing":
+        if not resolve:
             body["payload"] = {"summary": summary(n)[:1024], "source": f"turnstile/{r.project_id}",
-                               "severity": "error", "timestamp": n.at.isoformat(),
+                               "severity": "info" if test else "error",
+                               "timestamp": n.at.isoformat(),
                                "component": r.endpoint or r.project_id,
                                "custom_details": details}
         return settings.pagerduty_events_url, body
-    return r.target, {"kind": n.kind, "summary": summary(n), "rule_name": r.name,
+    return r.target, {"kind": n.kind, "test": n.kind.startswith("test"), "event_id": n.event_id,
+                      "summary": summary(n), "rule_name": r.name,
                       "project_id": r.project_id, "at": n.at.isoformat(), **details}
 
 
@@ -101,26 +119,72 @@ class Notifier:
         refused = self.settings.targets.problem(notice.rule.channel, notice.rule.target)
         if refused is not None:
             return Outcome(False, 0, f"target refused: must be {refused}", permanent=True)
-        url, body = _payload(notice, self.settings)
         error: str | None = None
         for attempt in range(1, self.settings.attempts_per_round + 1):
             wait = 0.5 * 2 ** (attempt - 1)
-            try:
-                response = self.client.post(url, json=body)
-            except httpx.HTTPError as exc:
-                error = f"{type(exc).__name__}: {exc}"
+            if notice.rule.channel == "email":
+                error, permanent = self._email(notice)
             else:
-                if _accepted(notice.rule.channel, response):
-                    return Outcome(True, attempt)
-                error = f"HTTP {response.status_code}: {response.text[:200]}"
-                if response.status_code == 429:
-                    retry_after = response.headers.get("retry-after", "")
-                    wait = min(float(retry_after), 10.0) if retry_after.isdigit() else wait
-                elif 400 <= response.status_code < 500:
-                    return Outcome(False, attempt, error, permanent=True)
+                error, permanent, retry_after = self._post(notice)
+                wait = retry_after if retry_after is not None else wait
+            if error is None:
+                return Outcome(True, attempt)
+            if permanent:
+                return Outcome(False, attempt, error, permanent=True)
             if attempt < self.settings.attempts_per_round:
                 time.sleep(wait)
         return Outcome(False, self.settings.attempts_per_round, error)
 
+    def _post(self, notice: Notice) -> tuple[str | None, bool, float | None]:
+        """One HTTP try: (error or None, permanent, Retry-After seconds)."""
+        url, body = _payload(notice, self.settings)
+        content = json.dumps(body, separators=(",", ":")).encode()
+        headers = {"Content-Type": "application/json"}
+        if notice.rule.channel == "webhook":  # signed per try: the timestamp is fresh
+            headers[SIGNATURE_HEADER] = sign(notice.rule.signing_secret, content)
+            headers[EVENT_ID_HEADER] = str(notice.event_id)
+        try:
+            response = self.client.post(url, content=content, headers=headers)
+        except httpx.HTTPError as exc:
+            return f"{type(exc).__name__}: {exc}", False, None
+        if _accepted(notice.rule.channel, response):
+            return None, False, None
+        error = f"HTTP {response.status_code}: {response.text[:200]}"
+        if response.status_code == 429:
+            retry_after = response.headers.get("retry-after", "")
+            return error, False, min(float(retry_after), 10.0) if retry_after.isdigit() else None
+        return error, 400 <= response.status_code < 500, None
+
+    def _email(self, notice: Notice) -> tuple[str | None, bool]:
+        msg = email.compose(notice, self.settings, headline(notice),
+                            _scope(notice.rule), _number(notice.value))
+        try:
+            email.send(msg, self.settings)
+        except (smtplib.SMTPException, OSError) as exc:
+            return f"SMTP {type(exc).__name__}: {exc}"[:300], email.permanent(exc)
+        return None, False
+
     def close(self) -> None:
         self.client.close()
+
+
+def send_test_notice(rule: Rule, settings: AlertingSettings, now: datetime,
+              notifier: Notifier | None = None) -> Outcome:
+    """Send a notification marked TEST through ``rule``'s channel, recording nothing.
+
+    No event row and no state change: the rule's cooldown and firing state stay as they
+    were. PagerDuty gets a separate dedup key and severity ``info``, and the test incident
+    is resolved right after it was accepted (nobody has to close it by hand).
+    """
+    end = now.replace(second=0, microsecond=0)
+    notice = Notice(TEST_EVENT_ID, rule, "test", None,
+                    end - timedelta(minutes=rule.window_minutes), end, now)
+    sender = notifier or Notifier(settings)
+    try:
+        outcome = sender.send(notice)
+        if outcome.delivered and rule.channel == "pagerduty":
+            sender.send(replace(notice, kind="test_resolved"))
+        return outcome
+    finally:
+        if notifier is None:
+            sender.close()

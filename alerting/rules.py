@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final
 
@@ -33,6 +33,8 @@ class Rule:
     method: str | None
     channel: str
     target: str
+    # Webhook HMAC key (alerting/webhook_signing.py); kept out of reprs and logs.
+    signing_secret: str = field(default="", repr=False)
 
 
 RULE_COLUMNS: Final = ", ".join(f"r.{name}" for name in Rule.__dataclass_fields__)

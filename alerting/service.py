@@ -26,6 +26,7 @@ import psycopg
 from alerting.decide import State, decide
 from alerting.evaluate import measure_each
 from alerting.notify import Notice, Notifier, Outcome
+from alerting.round_lock import try_round_lock
 from alerting.rules import RULE_COLUMNS, Rule
 from alerting.settings import AlertingSettings
 from schemas.consumer_ops import ERRORS, EVENTS_IN, EVENTS_OUT, ComponentOps, no_ops
@@ -71,6 +72,7 @@ class RoundStats:
     delivered: int
     failed: int
     dead_letters: int = 0
+    skipped: bool = False  # another evaluator held the round lock
 
 
 @dataclass
@@ -159,6 +161,9 @@ def run_round(settings: AlertingSettings, now: datetime | None = None,
     try:
         with psycopg.connect(settings.database.dsn(), autocommit=True,
                              connect_timeout=5) as conn:
+            if not try_round_lock(conn):
+                log.info("alerting round skipped: another evaluator holds the round lock")
+                return RoundStats(0, 0, 0, 0, skipped=True)
             rules, events = evaluate(conn, now or datetime.now(UTC), aside)
             delivered, failed = deliver(conn, sender, settings, aside)
             if aside.letters:

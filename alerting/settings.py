@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.alerts import AlertTargetPolicy
@@ -27,3 +30,14 @@ class AlertingSettings(BaseSettings):
     # Tries per round, and rounds before an undeliverable notification is marked failed.
     attempts_per_round: int = Field(default=3, ge=1, le=10)
     max_rounds: int = Field(default=5, ge=1, le=100)
+    # Email rules: an SMTP relay. "starttls" upgrades port 587, "ssl" is implicit TLS
+    # (465), "plain" only for a local relay. ``smtp_ca_file`` trusts a private CA.
+    smtp_host: str = "localhost"
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_security: Literal["starttls", "ssl", "plain"] = "starttls"
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = "turnstile-alerts@localhost"
+    smtp_ca_file: Path | None = None
+    # Links in notifications point here (the query API serves the dashboard at /).
+    dashboard_base_url: str = "http://localhost:8090"

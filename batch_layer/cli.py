@@ -115,12 +115,11 @@ def billing_run(day: DayOption) -> None:
 def billing_schedule(
     once: Annotated[bool, typer.Option(help="Run the last N days now and exit.")] = False,
 ) -> None:
-    """Nightly: re-run the last N days (TURNSTILE_BATCH_RERUN_DAYS), apply lake retention."""
+    """Nightly: re-bill the last N days, export them to Stripe (if on), apply retention."""
     import psycopg
 
-    from batch_layer.jobs import run_day
     from batch_layer.lake import apply_retention, open_lake
-    from batch_layer.scheduler import days_to_run, run_forever
+    from batch_layer.scheduler import nightly, run_forever
 
     settings = _settings()
     lake = open_lake(settings)
@@ -128,8 +127,7 @@ def billing_schedule(
 
     def job(today: date) -> None:
         with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
-            for day in days_to_run(today, settings.rerun_days):
-                run_day(settings, lake, conn, day)
+            nightly(settings, lake, conn, today)  # billing, then the Stripe export if on
         apply_retention(lake, today, settings.retention_days)
 
     if once:
@@ -168,19 +166,63 @@ def billing_export_stripe(
     out: Annotated[Path, typer.Option(help="CSV path for --dry-run.")] = Path(
         "stripe-meter-events.csv"),
 ) -> None:
-    """Send the period's usage to Stripe as meter events (never twice)."""
+    """Make Stripe bill the period's exact usage: send growth, cancel or flag shrinkage."""
     import psycopg
 
     from batch_layer.stripe_export import export_period
 
     settings = _settings()
+    if settings.stripe_api_key is None and not dry_run:
+        typer.echo("error: TURNSTILE_BATCH_STRIPE_API_KEY is not set (or use --dry-run)",
+                   err=True)
+        raise typer.Exit(2)
     with psycopg.connect(settings.database.dsn(), autocommit=True) as conn:
         report = export_period(settings, conn, period, dry_run_csv=out if dry_run else None)
-    _console.print(report)
+    for line in report.refused:
+        typer.echo(f"refused: {line}", err=True)
+    _console.print(", ".join(f"{k} {v}" for k, v in vars(report).items() if k != "refused"),
+                   highlight=False)
     if dry_run:
         _console.print(f"wrote {report.planned} event(s) to {out}")
-    if report.failed:
+    if report.failed or report.refused:
         raise typer.Exit(1)
+
+
+@billing_app.command("credits")
+def billing_credits(
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
+    every: Annotated[bool, typer.Option("--all", help="Also credited and withdrawn.")] = False,
+    credited: Annotated[int | None, typer.Option(
+        "--mark-credited", help="Record that credit ID was issued in Stripe.")] = None,
+) -> None:
+    """Usage Stripe billed in excess past its 24-hour cancel window: credit it by hand."""
+    import psycopg
+
+    from batch_layer.stripe_repository import credits_json, list_credits, mark_credited
+
+    with psycopg.connect(_settings().database.dsn(), autocommit=True) as conn:
+        if credited is not None:
+            if not mark_credited(conn, credited):
+                typer.echo(f"error: no open credit with id {credited}", err=True)
+                raise typer.Exit(1)
+            _console.print(f"credit {credited} marked as credited")
+            return
+        rows = list_credits(conn, None if every else "open")
+    if as_json:
+        typer.echo(credits_json(rows))
+        return
+    from rich.table import Table
+
+    table = Table("id", "project", "api_key", "day", "meter", "customer", "credit", "billed",
+                  "exact", "status", "flagged at")
+    for r in rows:
+        table.add_row(*(str(r[k]) for k in ("credit_id", "project_id", "api_key", "day",
+                                            "event_name", "stripe_customer_id", "amount",
+                                            "billed", "exact", "status")),
+                      r["flagged_at"].isoformat(timespec="seconds"))
+    Console(width=max(_console.width, 160) if not _console.is_terminal else None).print(table)
+    if not rows:
+        _console.print("no credits to issue")
 
 
 @billing_app.command("set-tiers")

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
@@ -23,6 +25,9 @@ from schemas.dead_letters import DeadLetter, record_dead_letters
 from schemas.storable import NUL_PROBLEM
 
 COMPONENT = "billing"
+
+if TYPE_CHECKING:
+    from batch_layer.stripe_export import ExportReport
 
 log = logging.getLogger(__name__)
 
@@ -89,3 +94,23 @@ def _letter(row: RefusedRow, topic: str, day: date) -> DeadLetter:
         reason=f"{row.field}: {NUL_PROBLEM} (billing_usage of {day} left it out)",
         project_id=row.project_id, topic=topic, partition=row.kafka_partition,
         offset=row.kafka_offset, event_id=row.event_id)
+
+
+def export_after_billing(settings: BatchSettings, conn: psycopg.Connection,
+                         days: Sequence[date], **export_options: Any) -> ExportReport | None:
+    """The billing scheduler's Stripe hook: export the days it just billed, if enabled.
+
+    On when ``TURNSTILE_BATCH_STRIPE_EXPORT_AFTER_BILLING`` is set. A missing key is logged
+    and the export skipped, so billing itself never stops for it.
+    """
+    if not settings.stripe_export_after_billing:
+        return None
+    if settings.stripe_api_key is None:
+        log.error("stripe export after billing is on but TURNSTILE_BATCH_STRIPE_API_KEY is"
+                  " not set: skipped")
+        return None
+    from batch_layer.stripe_export import export_days
+
+    report = export_days(settings, conn, days, **export_options)
+    log.info("stripe export of %s: %s", ", ".join(map(str, days)), report)
+    return report

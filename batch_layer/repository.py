@@ -1,4 +1,4 @@
-"""All SQL of the batch layer: tiers, billing_usage, reconciliation, Stripe mapping/exports.
+"""All SQL of the batch layer: tiers, billing_usage, reconciliation, Stripe customer mapping.
 
 Writes of a day happen in one transaction that first deletes the day, so re-running a day
 replaces it (keys that vanished disappear too) and readers never see half a day.
@@ -112,7 +112,7 @@ def replace_reconciliation_day(conn: psycopg.Connection, day: date,
 
 @dataclass(frozen=True)
 class BilledDay:
-    """A billing_usage row of a mapped consumer, as the Stripe export needs it."""
+    """A billing_usage row and its Stripe customer ('' when unmapped), for the export."""
 
     project_id: str
     api_key: str
@@ -136,51 +136,5 @@ def map_customer(conn: psycopg.Connection, project_id: str, api_key: str,
     )
 
 
-def billed_days(conn: psycopg.Connection, start: date, end: date) -> list[BilledDay]:
-    """billing_usage rows with day in [start, end) whose consumer has a Stripe customer."""
-    rows = conn.execute(
-        "SELECT b.project_id, b.api_key, b.day, c.stripe_customer_id, b.total_requests,"
-        " b.requests_by_tier, b.error_count, b.server_error_count, b.bytes_in, b.bytes_out"
-        " FROM billing_usage b JOIN stripe_customers c USING (project_id, api_key)"
-        " WHERE b.day >= %s AND b.day < %s ORDER BY b.project_id, b.api_key, b.day",
-        (start, end),
-    ).fetchall()
-    return [BilledDay(p, k, d, c, int(t), {str(a): int(b) for a, b in tiers.items()},
-                      int(e), int(se), int(bi), int(bo))
-            for p, k, d, c, t, tiers, e, se, bi, bo in rows]
-
-
-def unmapped_keys(conn: psycopg.Connection, start: date, end: date) -> list[Key]:
-    rows = conn.execute(
-        "SELECT DISTINCT b.project_id, b.api_key FROM billing_usage b"
-        " LEFT JOIN stripe_customers c USING (project_id, api_key)"
-        " WHERE b.day >= %s AND b.day < %s AND c.api_key IS NULL ORDER BY 1, 2",
-        (start, end),
-    ).fetchall()
-    return [(p, k) for p, k in rows]
-
-
 ExportKey = tuple[str, str, date, str]
 
-
-def exported_so_far(conn: psycopg.Connection, start: date, end: date
-                    ) -> dict[ExportKey, tuple[int, int]]:
-    """(project, api_key, day, event_name) → (revisions sent, total value sent)."""
-    rows = conn.execute(
-        "SELECT project_id, api_key, day, event_name, max(revision), sum(value)::bigint"
-        " FROM stripe_meter_exports WHERE day >= %s AND day < %s"
-        " GROUP BY project_id, api_key, day, event_name",
-        (start, end),
-    ).fetchall()
-    return {(p, k, d, e): (int(r), int(v)) for p, k, d, e, r, v in rows}
-
-
-def record_export(conn: psycopg.Connection, identifier: str, key: ExportKey, revision: int,
-                  value: int, stripe_customer_id: str) -> None:
-    project_id, api_key, day, event_name = key
-    conn.execute(
-        "INSERT INTO stripe_meter_exports (identifier, project_id, api_key, day, event_name,"
-        " revision, value, stripe_customer_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
-        " ON CONFLICT (identifier) DO NOTHING",
-        (identifier, project_id, api_key, day, event_name, revision, value, stripe_customer_id),
-    )

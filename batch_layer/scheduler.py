@@ -1,7 +1,8 @@
 """Nightly scheduling: when to run, and which days (the last N, so late files are picked up).
 
 Pure functions decide; ``run_forever`` sleeps until the next run and calls the job. A day
-is re-run on each of the N nights after it closes; each run replaces that day's rows. A
+is re-run on each of the N nights after it closes; each run replaces that day's rows, and
+``nightly`` then exports those days to Stripe, which corrects whatever the re-run changed. A
 run that fails on a real fault (PostgreSQL gone) is retried with capped backoff, one log
 line per attempt, until it succeeds; any other failure is logged and waits for the next
 night (which re-runs the same days).
@@ -14,7 +15,13 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from functools import partial
+from typing import Any
 
+import psycopg
+
+from batch_layer.jobs import export_after_billing, run_day
+from batch_layer.lake import Lake
+from batch_layer.settings import BatchSettings
 from schemas.retry import call_until_done
 
 log = logging.getLogger(__name__)
@@ -52,3 +59,13 @@ def run_forever(job: Callable[[date], None], run_at: time, stop: threading.Event
             if stop.is_set():
                 return
             log.exception("billing scheduler: run of %s failed", due.date())
+
+
+def nightly(settings: BatchSettings, lake: Lake, conn: psycopg.Connection, today: date,
+            **export_options: Any) -> list[date]:
+    """One night: re-bill the last N days, then (when configured) export them to Stripe."""
+    days = days_to_run(today, settings.rerun_days)
+    for day in days:
+        run_day(settings, lake, conn, day)
+    export_after_billing(settings, conn, days, **export_options)
+    return days

@@ -60,6 +60,14 @@ class BatchSettings(BaseSettings):
     stripe_meters: dict[str, str] = Field(
         default_factory=lambda: {"api_requests": "total_requests"}
     )
+    # The billing scheduler exports the days it billed, right after billing them.
+    stripe_export_after_billing: bool = False
+    # A day with at least this many events to send goes through the v2 meter event stream
+    # (batches of 100, ~10,000 calls/s) instead of one v1 call per event (~1,000 calls/s).
+    stripe_stream_threshold: int = Field(default=1000, ge=1)
+    stripe_meter_events_base: str = "https://meter-events.stripe.com"
+    stripe_rate_limit_retries: int = Field(default=8, ge=0, le=50)
+    stripe_backoff_max_s: float = Field(default=30.0, gt=0)
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)

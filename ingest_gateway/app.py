@@ -17,7 +17,6 @@ from typing import Any
 from fastapi import FastAPI
 from psycopg_pool import ConnectionPool
 
-from ingest_gateway import metrics
 from ingest_gateway.auth import Authenticator
 from ingest_gateway.enrich import Enricher, GeoIp
 from ingest_gateway.openapi import install_openapi
@@ -26,6 +25,7 @@ from ingest_gateway.producer import EventPublisher
 from ingest_gateway.ratelimit import TokenBuckets
 from ingest_gateway.routes import GatewayState, router
 from ingest_gateway.settings import GatewaySettings
+from schemas.ops import mark_metrics_worker_dead
 from schemas.records import KeyPartitioner
 
 _log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             pool.close()
             if geoip is not None:
                 geoip.close()
-            metrics.mark_worker_dead(os.getpid())
+            mark_metrics_worker_dead(os.getpid())
 
     app = FastAPI(
         title="Turnstile ingestion gateway",

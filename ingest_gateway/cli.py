@@ -14,9 +14,10 @@ from typing import Annotated
 
 import typer
 
+from schemas.ops import MULTIPROC_ENV
+
 # Spelled here, not imported from ingest_gateway.metrics: importing prometheus_client in
 # this parent process before the variable is set is harmless, but needless.
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def gateway(

@@ -7,20 +7,12 @@ fresh folder before the workers start, so each writes its samples there and ``/m
 
 from __future__ import annotations
 
-import os
 from typing import Final
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    REGISTRY,
-    CollectorRegistry,
     Counter,
     Histogram,
-    generate_latest,
 )
-from prometheus_client import multiprocess as _multiprocess
-
-MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
 
 EVENTS_ACCEPTED: Final = Counter(
     "turnstile_gateway_events_accepted",
@@ -48,16 +40,5 @@ PUBLISH_SECONDS: Final = Histogram(
 )
 
 
-def render() -> tuple[bytes, str]:
-    """The exposition text: this process's metrics, or all workers' in multiprocess mode."""
-    if os.environ.get(MULTIPROC_ENV):
-        registry = CollectorRegistry()
-        _multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 
 
-def mark_worker_dead(pid: int) -> None:
-    """Drop a stopped worker's live-gauge files (counters stay: they are totals)."""
-    if os.environ.get(MULTIPROC_ENV):
-        _multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]

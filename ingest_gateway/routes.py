@@ -40,6 +40,7 @@ from ingest_gateway.problems import (
 from ingest_gateway.producer import EventPublisher, Unavailable
 from ingest_gateway.ratelimit import TokenBuckets, retry_after_header
 from ingest_gateway.settings import GatewaySettings
+from schemas.ops import render_metrics
 from schemas.records import KeyPartitioner, encode_event_records
 from schemas.validation import BodyError, Rejection, decode_incoming, validate_events
 
@@ -221,5 +222,5 @@ async def readyz(request: Request) -> Response:
 @router.get("/metrics", **METRICS_DOCS)
 async def prometheus_metrics() -> Response:
     """Prometheus exposition (all workers' samples in multiprocess mode)."""
-    payload, content_type = metrics.render()
+    payload, content_type = render_metrics()
     return Response(payload, media_type=content_type)

@@ -25,7 +25,7 @@ from query_api.openapi import install_problem_openapi
 from query_api.problems import install_problem_handlers
 from query_api.routes import alerts, analytics, billing, keys, pipeline, quotas, timeseries
 from query_api.settings import QuerySettings
-from schemas.ops import Heartbeat, HeartbeatState
+from schemas.ops import Heartbeat, HeartbeatState, render_metrics
 
 API_VERSION = "1.0.0"
 DESCRIPTION = """\
@@ -121,7 +121,7 @@ def create_app(settings: QuerySettings) -> FastAPI:
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
-        payload, content_type = ops.render()
+        payload, content_type = render_metrics()
         return Response(payload, media_type=content_type)
 
     install_dashboard(app)

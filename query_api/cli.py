@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from schemas.ops import MULTIPROC_ENV
+
 if TYPE_CHECKING:  # the CLI stays light: FastAPI loads only when the server starts
     from fastapi import FastAPI
 
 # Spelled here, not imported from query_api.ops, to keep prometheus_client out of the CLI.
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def app_factory() -> FastAPI:

@@ -18,21 +18,15 @@ from pathlib import Path
 from typing import Any, Final
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    REGISTRY,
-    CollectorRegistry,
     Counter,
     Histogram,
-    generate_latest,
 )
-from prometheus_client import multiprocess as _multiprocess
 from psycopg_pool import ConnectionPool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from schemas.ops import HeartbeatState
 
 COMPONENT: Final = "query_api"
-MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
 READY_TIMEOUT_S: Final = 2.0
 # Static file mounts (the dashboard's assets, Swagger UI's): one label each.
 MOUNTS: Final = ("/static", "/docs-assets")
@@ -54,13 +48,6 @@ def instance_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(2)}"
 
 
-def render() -> tuple[bytes, str]:
-    """The exposition text: this process's metrics, or all workers' in multiprocess mode."""
-    if os.environ.get(MULTIPROC_ENV):
-        registry = CollectorRegistry()
-        _multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 
 
 def route_label(scope: Scope) -> str:

@@ -25,12 +25,31 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final
 
 import psycopg
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client import multiprocess as _multiprocess
 
 log = logging.getLogger(__name__)
 
 Check = Callable[[], bool]
 HEARTBEAT_INTERVAL_S: Final = 5.0
+# With several uvicorn workers, each writes its samples to this folder (set before they
+# start) and /metrics, served by any worker, aggregates all of them.
+MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def render_metrics() -> tuple[bytes, str]:
+    """The exposition text: this process's metrics, or all workers' in multiprocess mode."""
+    if os.environ.get(MULTIPROC_ENV):
+        registry = CollectorRegistry()
+        _multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+def mark_metrics_worker_dead(pid: int) -> None:
+    """Drop a stopped worker's live-gauge files (counters stay: they are totals)."""
+    if os.environ.get(MULTIPROC_ENV):
+        _multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
 
 
 def _safe(check: Check) -> bool:

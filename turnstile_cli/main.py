@@ -13,7 +13,13 @@ from batch_layer.cli import billing_app, lake_app
 from ingest_gateway.cli import gateway
 from query_api.cli import query
 from speed_layer.cli import app as speed_app
-from turnstile_cli import db_commands, demo_commands, keys_commands, stack_commands
+from turnstile_cli import (
+    alerts_commands,
+    db_commands,
+    demo_commands,
+    keys_commands,
+    stack_commands,
+)
 from turnstile_cli.loadgen import cli as loadgen_cli
 
 app = typer.Typer(
@@ -31,6 +37,7 @@ app.add_typer(lake_app, name="lake")
 app.add_typer(billing_app, name="billing")
 app.command("query")(query)
 app.command("alerting")(alerting)
+app.add_typer(alerts_commands.app, name="alerts")
 app.command("demo")(demo_commands.demo)
 app.command("loadgen")(loadgen_cli.loadgen)
 

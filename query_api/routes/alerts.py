@@ -16,6 +16,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from pydantic import BaseModel, Field
 
+import schemas.alerts as vocab
 from query_api.deps import AdminKey, ConnDep, ReadKey, SettingsDep
 from query_api.guards import StorableText
 from query_api.problems import ProblemError
@@ -46,9 +47,9 @@ class RuleRequest(BaseModel):
     comparator: Comparator
     threshold: float = Field(allow_inf_nan=False)
     window_minutes: int = Field(default=5, ge=1, le=60)
-    min_requests: int = Field(default=20, ge=0, le=INT4_MAX,
+    min_requests: int = Field(default=vocab.DEFAULT_MIN_REQUESTS, ge=0, le=INT4_MAX,
                               description="needed for rates and latencies")
-    cooldown_minutes: int = Field(default=15, ge=0, le=1440)
+    cooldown_minutes: int = Field(default=vocab.DEFAULT_COOLDOWN_MINUTES, ge=0, le=1440)
     endpoint: StorableText | None = Field(default=None, min_length=1, max_length=512)
     api_key: StorableText | None = Field(default=None, min_length=1, max_length=128)
     method: StorableText | None = Field(default=None, min_length=1, max_length=16)
@@ -66,6 +67,11 @@ class RuleItem(RuleRequest):
     value: float | None
     since: datetime | None
     evaluated_at: datetime | None
+
+
+class CreatedRule(RuleItem):
+    signing_secret: str = Field(description="HMAC-SHA256 key of the rule's webhook "
+                                "signatures (Turnstile-Signature); shown only now")
 
 
 class AlertEvent(BaseModel):
@@ -105,18 +111,18 @@ def list_rules(key: AdminKey, conn: ConnDep) -> list[dict[str, Any]]:
         return list(cur.execute(_RULE + sql.SQL(" ORDER BY r.rule_id"), (key.project_id,)))
 
 
-@router.post("/rules", response_model=RuleItem, status_code=201)
+@router.post("/rules", response_model=CreatedRule, status_code=201)
 def create_rule(key: AdminKey, conn: ConnDep, settings: SettingsDep,
                 body: RuleRequest) -> dict[str, Any]:
     rule = _checked(body, settings.alert_targets).model_dump()
     row = conn.execute(
         sql.SQL("INSERT INTO alert_rules (project_id, {cols}) VALUES (%s, {marks}) "
-                "RETURNING rule_id").format(
+                "RETURNING rule_id, signing_secret").format(
             cols=sql.SQL(", ").join(map(sql.Identifier, _COLUMNS)),
             marks=sql.SQL(", ").join(sql.Placeholder() * len(_COLUMNS))),
         (key.project_id, *(rule[c] for c in _COLUMNS))).fetchone()
     assert row is not None  # noqa: S101 - INSERT … RETURNING returns the row
-    return _one(conn, key.project_id, row[0])
+    return {**_one(conn, key.project_id, row[0]), "signing_secret": row[1]}
 
 
 @router.put("/rules/{rule_id}", response_model=RuleItem)

@@ -26,6 +26,8 @@ def receiver() -> Iterator[Receiver]:
 def settings(stack, receiver, db) -> AlertingSettings:
     db.execute("UPDATE alert_rules SET enabled = false")  # rounds see this test's rules only
     receiver.requests.clear()
+    receiver.accepted.clear()
+    receiver.refused.clear()
     return AlertingSettings(database=DatabaseSettings(url=stack.database_url),
                             pagerduty_events_url=receiver.url + PAGERDUTY_PATH,
                             targets=AlertTargetPolicy(allowed_target_prefixes=(receiver.url,),

@@ -8,6 +8,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from alerting.webhook_signing import EVENT_ID_HEADER, SIGNATURE_HEADER, verify
+
 SLACK_PATH = "/services/T0001/B0001/abcdef"
 PAGERDUTY_PATH = "/v2/enqueue"
 WEBHOOK_PATH = "/hook"
@@ -38,6 +40,13 @@ class Receiver:
     def __init__(self) -> None:
         self.requests: list[tuple[str, dict[str, Any]]] = []
         self.webhook_failures = 0  # answer 500 to this many webhook calls first
+        # When set, webhooks must carry a valid Turnstile-Signature (else 401, reason kept).
+        self.webhook_secret: str | None = None
+        self.refused: list[str] = []
+        # When set, a webhook call waits for it before answering (a send in flight).
+        self.hold: threading.Event | None = None
+        self.arrived = threading.Event()  # a webhook call arrived (possibly held)
+        self.accepted: list[str] = []  # event ids answered 2xx, in order
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -73,9 +82,22 @@ class Receiver:
                              "dedup_key": body.get("dedup_key")}
                     return self._answer(202, json.dumps(reply).encode(), "application/json")
                 if self.path == WEBHOOK_PATH:
+                    if receiver.webhook_secret is not None:
+                        problem = verify(receiver.webhook_secret, raw,
+                                         self.headers.get(SIGNATURE_HEADER, ""))
+                        if problem is not None:
+                            receiver.refused.append(problem)
+                            return self._answer(401, problem.encode())
+                    receiver.arrived.set()
+                    hold = receiver.hold
+                    if hold is not None:
+                        hold.wait(60)
+                        if hold is not receiver.hold:  # abandoned: its sender was killed
+                            return None
                     if receiver.webhook_failures > 0:
                         receiver.webhook_failures -= 1
                         return self._answer(500, b"try later")
+                    receiver.accepted.append(self.headers.get(EVENT_ID_HEADER, ""))
                     return self._answer(204, b"")
                 return self._answer(404, b"no_service")
 

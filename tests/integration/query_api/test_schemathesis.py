@@ -32,6 +32,7 @@ from query_api.deps import require_admin
 from query_api.settings import QuerySettings
 from schemas import keystore
 from schemas.keys import KeyKind
+from schemas.metric_policies import refresh_aggregates
 from schemas.settings import DatabaseSettings
 from tests.integration.query_api.fixtures import Metric, insert_metrics, served, write_lake_file
 
@@ -69,9 +70,11 @@ def fuzz_target(stack, world, tmp_path_factory) -> Iterator[dict]:
         insert_metrics(conn, "metrics_1m", [
             Metric(cur - timedelta(minutes=i), pid, f"c{i % 3}", "/x/{id}", "GET", 2 + i % 4,
                    [float(i + 1)] * 3) for i in range(30)])
-        insert_metrics(conn, "metrics_1h", [
+        # older hours as minutes too: the hourly and daily levels are their aggregates
+        insert_metrics(conn, "metrics_1m", [
             Metric(cur.replace(minute=0) - timedelta(hours=i), pid, "c1", "/x/{id}", "POST", 2,
-                   [5.0] * 4) for i in range(24)])
+                   [5.0] * 4) for i in range(1, 24)])
+        refresh_aggregates(conn, cur - timedelta(days=2))
     write_lake_file(lake, pid, [
         {"event_id": f"f{i}", "timestamp": now - timedelta(minutes=i), "method": "GET",
          "endpoint": "/x/{id}", "status_code": 200 + i, "latency_ms": float(i),
