@@ -48,6 +48,7 @@ QUARANTINE_ARROW_SCHEMA: Final = pa.schema(
         pa.field("value", pa.binary()),
         pa.field("reason", pa.string(), nullable=False),
         pa.field("project_id", pa.string()),  # from the record, or else from its key
+        pa.field("event_id", pa.string()),  # set when one event of a record is refused
     ]
 )
 _DT_DIR: Final = re.compile(r"^dt=(\d{4}-\d{2}-\d{2})$")

@@ -38,7 +38,6 @@ from batch_layer.rolls import (
     slice_offsets,
 )
 from batch_layer.settings import BatchSettings
-from schemas.codec import header_batch_id
 from schemas.consumer_ops import ERRORS, EVENTS_IN, EVENTS_OUT, ComponentOps, no_ops
 from schemas.dead_letter_publisher import DeadLetterPublisher
 from schemas.dead_letters import DeadLetter
@@ -63,7 +62,7 @@ _KAFKA_LOG_EVERY_S = 10.0
 class WriterStats:
     """Counters for logs, tests and the benchmark."""
 
-    consumed: int = 0
+    consumed: int = 0  # events (a v2 record holds many)
     events: int = 0
     quarantined: int = 0
     rolls: int = 0
@@ -86,16 +85,6 @@ def consumer_config(settings: BatchSettings) -> dict[str, Any]:
     }
 
 
-class _HeaderBatchIds:
-    """Batch id headers of consumed messages, read only where a body lacks the id."""
-
-    def __init__(self, messages: list[Message]) -> None:
-        self.messages = messages
-
-    def __getitem__(self, index: int) -> str | None:
-        return header_batch_id(self.messages[index].headers()) or None
-
-
 def to_consumed_batch(messages: list[Message]) -> ConsumedBatch:
     """Pull the fields out of the message objects (the one per-record loop left)."""
     n = len(messages)
@@ -104,7 +93,6 @@ def to_consumed_batch(messages: list[Message]) -> ConsumedBatch:
         offsets=np.fromiter((m.offset() for m in messages), np.int64, n),
         keys=[m.key() for m in messages],
         values=[m.value() or b"" for m in messages],
-        header_batch_ids=_HeaderBatchIds(messages),
         timestamps_ms=np.fromiter((m.timestamp()[1] for m in messages), np.int64, n),
     )
 
@@ -147,10 +135,12 @@ class LakeWriter:
                 messages = consumer.consume(self._settings.consume_batch,
                                             self._settings.consume_timeout_s)
                 good = [m for m in messages if not self._is_error(m)]
-                self.stats.consumed += len(good)
                 if good:
-                    EVENTS_IN.labels(COMPONENT).inc(len(good))
-                    self._ingest(decode_batch(to_consumed_batch(good)))
+                    decoded = decode_batch(to_consumed_batch(good))
+                    events = decoded.events.num_rows + decoded.quarantine.num_rows
+                    self.stats.consumed += events
+                    EVENTS_IN.labels(COMPONENT).inc(events)
+                    self._ingest(decoded)
                 self._roll_due()
                 self._refresh_lag(consumer)
             self._roll(self._rollable(self._buffers))
@@ -362,7 +352,7 @@ class LakeWriter:
                     .startswith("Parquet") else "undecodable",
                     project_id=row["project_id"], topic=self._topic,
                     partition=row["kafka_partition"], offset=row["kafka_offset"],
-                    key=row["key"], value=row["value"]))
+                    event_id=row["event_id"], key=row["key"], value=row["value"]))
         return letters
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Final, Protocol
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
@@ -25,30 +25,23 @@ from batch_layer.lake import (
     data_file_name,
     partition_dir,
 )
-from batch_layer.storable import unstorable_rows
-from schemas.codec import PoisonRecord, decode_records, records_to_arrow
-from schemas.event import EventRecord
+from schemas.codec import PoisonRecord
+from schemas.records import decode_records, event_value
 
 _EPOCH: Final = date(1970, 1, 1)
 _US_PER_DAY: Final = 86_400_000_000
-
-
-class HeaderBatchIds(Protocol):
-    """Batch id headers by position (None when absent): a list, or a lazy view."""
-
-    def __getitem__(self, index: int, /) -> str | None: ...
+_FROM_RECORD: Final = tuple(n for n in LAKE_ARROW_SCHEMA.names
+                            if n not in ("kafka_partition", "kafka_offset"))
 
 
 @dataclass(frozen=True)
 class ConsumedBatch:
-    """The raw fields of consumed messages, as parallel sequences."""
+    """The raw fields of consumed messages (format v2 records), as parallel sequences."""
 
     partitions: npt.NDArray[np.int32]
     offsets: npt.NDArray[np.int64]
     keys: Sequence[bytes | None]
     values: Sequence[bytes]
-    # Read only for records whose body carries no batch id (written before it did).
-    header_batch_ids: HeaderBatchIds
     timestamps_ms: npt.NDArray[np.int64]
 
 
@@ -61,76 +54,53 @@ class DecodedBatch:
     quarantine_day: npt.NDArray[np.int64]  # epoch day (Kafka timestamp) of each bad record
 
 
-def _to_arrow(records: list[EventRecord]) -> tuple[pa.Table, list[PoisonRecord]]:
-    """Records as Arrow; one Arrow cannot hold (a bug upstream) is refused, not fatal."""
-    try:
-        return records_to_arrow(records), []
-    except (pa.ArrowException, UnicodeError, OverflowError, TypeError, ValueError):
-        pass
-    kept: list[EventRecord] = []
-    refused: list[PoisonRecord] = []
-    for i, record in enumerate(records):  # the rare path: find the records at fault
-        try:
-            records_to_arrow([record])
-            kept.append(record)
-        except (pa.ArrowException, UnicodeError, OverflowError, TypeError, ValueError) as exc:
-            refused.append(PoisonRecord(i, f"Parquet cannot hold the record: {exc}"))
-    return records_to_arrow(kept), refused
-
-
 def decode_batch(batch: ConsumedBatch) -> DecodedBatch:
-    """Decode all values at once; refused records go to quarantine, not to /dev/null.
+    """Decode all records at once into Arrow; refused ones go to quarantine, not /dev/null.
 
-    Refused: undecodable, or holding what Arrow or PostgreSQL cannot store. Quarantined
-    records also become dead letters when their roll is committed (``lake_writer.py``).
+    Refused: a record that is not format v2 (whole), or an event that breaks its rules,
+    e.g. text PostgreSQL cannot store (that event alone, as a one-event record; the
+    record's other events are kept). Quarantined records and events also become dead
+    letters when their roll is committed (``lake_writer.py``). An event's
+    ``kafka_partition``/``kafka_offset`` are those of its record.
     """
-    records, poison = decode_records(batch.values)
+    decoded = decode_records(batch.values, per_event=True)
+    table = decoded.table
+    at = decoded.row_positions()
+    arrays = [table.column(n).cast(LAKE_ARROW_SCHEMA.field(n).type) for n in _FROM_RECORD]
+    events = pa.Table.from_arrays(arrays, names=list(_FROM_RECORD))
+    events = events.append_column(
+        "kafka_partition", pa.array(batch.partitions[at], pa.int32())).append_column(
+        "kafka_offset", pa.array(batch.offsets[at], pa.int64()))
+    return DecodedBatch(events.select(LAKE_ARROW_SCHEMA.names).cast(LAKE_ARROW_SCHEMA),
+                        *_quarantine(batch, decoded.poison))
+
+
+def _quarantine(batch: ConsumedBatch, poison: list[PoisonRecord]
+                ) -> tuple[pa.Table, npt.NDArray[np.int64]]:
     bad = np.fromiter((p.position for p in poison), np.int64, len(poison))
-    good = np.ones(len(batch.values), dtype=bool)
-    good[bad] = False
-    good_idx = np.flatnonzero(good)
-    events, refused = _to_arrow(records)
-    if refused:
-        at = [p.position for p in refused]
-        poison = poison + [PoisonRecord(int(good_idx[i]), p.reason)
-                           for i, p in zip(at, refused, strict=True)]
-        gone = set(at)
-        records = [r for i, r in enumerate(records) if i not in gone]
-        good_idx = np.delete(good_idx, at)
-    headers = batch.header_batch_ids
-    batch_ids = [r.batch_id or headers[i]
-                 for r, i in zip(records, good_idx.tolist(), strict=True)]
-    events = (
-        events.append_column("kafka_partition", pa.array(batch.partitions[good_idx], pa.int32()))
-        .append_column("kafka_offset", pa.array(batch.offsets[good_idx], pa.int64()))
-        .append_column("batch_id", pa.array(batch_ids, pa.string()))
-    )
-    projects: dict[int, str] = {}
-    unstorable, reasons = unstorable_rows(events)
-    if unstorable is not None:
-        rows = np.flatnonzero(unstorable).tolist()
-        project_column = events.column("project_id")
-        for row in rows:  # one step per refused row (rare)
-            position = int(good_idx[row])
-            poison.append(PoisonRecord(position, reasons[row]))
-            projects[position] = str(project_column[row].as_py())
-        events = events.filter(pa.array(~unstorable))
-    poison.sort(key=lambda p: p.position)
-    bad = np.fromiter((p.position for p in poison), np.int64, len(poison))
+    values: list[bytes] = []
+    event_ids: list[str | None] = []
+    for p in poison:  # one step per refused record or event (rare)
+        if p.row is None:
+            values.append(batch.values[p.position])
+            event_ids.append(None)
+        else:
+            value, event_id = event_value(batch.values[p.position], p.row)
+            values.append(value)
+            event_ids.append(event_id)
     quarantine = pa.Table.from_pydict(
         {
             "kafka_partition": pa.array(batch.partitions[bad], pa.int32()),
             "kafka_offset": pa.array(batch.offsets[bad], pa.int64()),
             "key": [batch.keys[int(i)] for i in bad],
-            "value": [batch.values[int(i)] for i in bad],
+            "value": values,
             "reason": [p.reason for p in poison],
-            "project_id": [projects.get(p.position) or project_of_key(batch.keys[p.position])
-                           for p in poison],
+            "project_id": [project_of_key(batch.keys[p.position]) for p in poison],
+            "event_id": event_ids,
         },
         schema=QUARANTINE_ARROW_SCHEMA,
     )
-    days = batch.timestamps_ms[bad] // 86_400_000
-    return DecodedBatch(events.cast(LAKE_ARROW_SCHEMA), quarantine, days)
+    return quarantine, batch.timestamps_ms[bad] // 86_400_000
 
 
 def project_of_key(key: bytes | None) -> str | None:

@@ -16,10 +16,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
+import msgspec
 from confluent_kafka import Producer
 
-from schemas.codec import encode_record, record_key
+from schemas.codec import record_key
 from schemas.event import EventRecord
+from schemas.records import encode_event_records
 from schemas.settings import KafkaSettings
 
 GOOD_PER_BATCH = 5
@@ -95,36 +97,46 @@ def send_hostile(url: str, key: str, run: str, ts: float) -> list[dict[str, Any]
 
 
 def write_unstorable(bootstrap: str, project: str, run: str, ts_us: int) -> int:
-    """Records the gateway would never write, straight to the events topic; returns how many."""
+    """Records the gateway would never write, straight to the events topic; returns how many.
+
+    Format v2 records whose one event a sink cannot store (dead-lettered alone), and bytes
+    that are no v2 record at all (dead-lettered whole): junk, an empty object, a JSON event
+    of the dropped format v1 with an integer beyond int64.
+    """
+    settings = KafkaSettings()
     base = EventRecord(event_id=f"{run}-x", project_id=project, timestamp_us=ts_us,
                        received_at_us=ts_us, method="GET", path="/v1/p", endpoint="/v1/p",
                        status_code=200, latency_ms=1.0, api_key="poison", batch_id=f"{run}-b",
                        batch_index=0)
-    doc = json.loads(encode_record(base))
 
-    def variant(i: int, **fields: Any) -> bytes:
-        return json.dumps({**doc, "event_id": f"{run}-{i}", "batch_index": i, **fields}).encode()
+    def variant(i: int, **fields: Any) -> EventRecord:
+        return msgspec.structs.replace(base, event_id=f"{run}-{i}", batch_index=i, **fields)
 
-    values = [
-        variant(0, path="/v1/a\u0000b", endpoint="/v1/a\u0000b"),  # json.dumps writes \u0000
+    bad_events = [
+        variant(0, path="/v1/a\u0000b", endpoint="/v1/a\u0000b"),
         variant(1, api_key="poison\u0000"),
-        variant(2, user_agent="ua\ud800"),  # written as the escape \ud800
-        variant(3, request_bytes=10**30),
-        variant(4, latency_ms=float("inf")),  # json.dumps writes Infinity: not JSON at all
-        variant(5, timestamp_us=2**63 + 5),
-        b"\xff\xfe\x00 not a record",
-        b"{}",
-        b'{"v": 99, "project_id": "' + project.encode() + b'"}',
+        variant(2, tags={"t": "x\u0000"}),
+        variant(3, latency_ms=float("inf")),
     ]
+    records = [(rec.key, rec.value, rec.partition) for event in bad_events
+               for rec in encode_event_records([event], batch_id=f"{run}-b{event.batch_index}",
+                                               partitioner=settings.events_partitions)]
+    v1_doc = {"v": 1, "event_id": f"{run}-v1", "project_id": project, "timestamp_us": 2**63 + 5,
+              "received_at_us": ts_us, "method": "GET", "path": "/v1/p", "endpoint": "/v1/p",
+              "status_code": 200, "latency_ms": 1.0, "request_bytes": 10**30}
+    key = record_key(project, "poison")
+    records += [(key, value, None) for value in (
+        b"\xff\xfe\x00 not a record", b"{}", json.dumps(v1_doc).encode())]
     producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "log_level": 0})
-    topic = KafkaSettings().events_topic
-    for value in values:
-        producer.produce(topic, value=value, key=record_key(project, "poison"),
-                         headers=[("turnstile-batch-id", f"{run}-b")])
+    for key_, value, partition in records:
+        if partition is None:
+            producer.produce(settings.events_topic, value=value, key=key_)
+        else:
+            producer.produce(settings.events_topic, value=value, key=key_, partition=partition)
     left = producer.flush(30)
     if left:
         raise RuntimeError(f"{left} unstorable records not delivered to Kafka")
-    return len(values)
+    return len(records)
 
 
 class WebhookReceiver:

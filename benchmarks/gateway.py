@@ -34,9 +34,9 @@ from confluent_kafka import Producer
 from ingest_gateway.producer import producer_config
 from ingest_gateway.settings import GatewaySettings
 from schemas import keystore
-from schemas.codec import encode_records, record_key
 from schemas.keys import KeyKind
 from schemas.migrate import migrate
+from schemas.records import V2Record, encode_event_records
 from schemas.settings import KafkaSettings
 from schemas.validation import validate_batch
 from turnstile_cli.stack import LocalStack, StackConfig, ensure_topic, free_ports
@@ -97,8 +97,9 @@ def start_servers(root: Path) -> LocalStack:
     return local
 
 
-def baseline(bootstrap: str, topic: str, keys: list[bytes], values: list[bytes]) -> float:
-    """Events/s of one plain producer with the gateway's settings, all records acked."""
+def baseline(bootstrap: str, topic: str, records: list[V2Record]) -> float:
+    """Events/s of one plain producer with the gateway's settings producing the v2 records
+    of one realistic batch (to their partitions) again and again, all records acked."""
     settings = GatewaySettings(kafka=KafkaSettings(bootstrap=bootstrap, events_topic=topic))
     producer = Producer(producer_config(settings))
     failed = 0
@@ -108,22 +109,27 @@ def baseline(bootstrap: str, topic: str, keys: list[bytes], values: list[bytes])
         if err is not None:
             failed += 1
 
-    n = len(values)
+    n = len(records)
+    events = 0
     started = time.perf_counter()
-    for i in range(BASELINE_RECORDS):
+    i = 0
+    while events < BASELINE_RECORDS:
+        rec = records[i % n]
         while True:
             try:
-                producer.produce(topic, values[i % n], keys[i % n], on_delivery=on_delivery)
+                producer.produce(topic, rec.value, rec.key, rec.partition, on_delivery)
                 break
             except BufferError:
                 producer.poll(0.01)
-        if i % 10_000 == 0:
+        events += rec.events
+        i += 1
+        if i % 1_000 == 0:
             producer.poll(0)
     producer.flush(60)
     elapsed = time.perf_counter() - started
     if failed:
         raise RuntimeError(f"baseline: {failed} records failed")
-    return BASELINE_RECORDS / elapsed
+    return events / elapsed
 
 
 def load(port: int, key: str, bodies: list[bytes], duration: float) -> dict:
@@ -265,8 +271,7 @@ def main() -> None:
         raw = [json.dumps(b, separators=(",", ":")).encode() for b in events]
         bodies = [gzip.compress(r, compresslevel=5) for r in raw]
         batch = validate_batch(raw[0], project_id=project, received_at_us=time.time_ns() // 1000)
-        values = encode_records(batch.records)
-        rkeys = [record_key(project, r.api_key) for r in batch.records]
+        v2_records = encode_event_records(batch.records, batch_id="baseline", partitioner=12)
 
         (port,) = free_ports(1)
         env = {**os.environ, "TURNSTILE_KAFKA_BOOTSTRAP": local.kafka_bootstrap,
@@ -288,7 +293,7 @@ def main() -> None:
                   "load client": [os.getpid()]}
         runs = []
         for _ in range(RUNS):
-            base = baseline(local.kafka_bootstrap, topic, rkeys, values)
+            base = baseline(local.kafka_bootstrap, topic, v2_records)
             with CpuSplit(groups) as split:
                 measured = load(port, key, bodies, DURATION_S)
             runs.append({"baseline_events_per_s": base, **measured,

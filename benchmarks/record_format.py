@@ -34,7 +34,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from schemas.codec import decode_metric_columns, decode_records, encode_records, record_key
+from benchmarks.v1_codec import decode_metric_columns, decode_records, encode_records
+from schemas.codec import record_key
 from schemas.event import EventRecord
 from schemas.records import (
     CANONICAL_PREFIX,

@@ -7,6 +7,7 @@ what is queued.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -25,6 +26,7 @@ from ingest_gateway.ratelimit import TokenBuckets
 from ingest_gateway.routes import GatewayState, router
 from ingest_gateway.settings import GatewaySettings
 from schemas.ops import mark_metrics_worker_dead
+from schemas.records import KeyPartitioner
 
 _log = logging.getLogger(__name__)
 
@@ -59,6 +61,14 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         )
         pool.open(wait=False)
         publisher = EventPublisher(settings)
+        partitions = await asyncio.to_thread(publisher.partition_count, 5.0)
+        if partitions is None:
+            partitions = settings.kafka.events_partitions
+        elif partitions != settings.kafka.events_partitions:
+            _log.error("topic %s has %d partitions, the settings say %d: keys go where "
+                       "Kafka's partitioner puts them for %d, and /readyz says not ready",
+                       settings.kafka.events_topic, partitions,
+                       settings.kafka.events_partitions, partitions)
         geoip = GeoIp(settings.geoip_database) if settings.geoip_database else None
         rate = settings.rate_limit_events_per_s / settings.workers
         burst = max(settings.rate_limit_burst_events / settings.workers, settings.max_events)
@@ -69,6 +79,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             buckets=TokenBuckets(rate, burst),
             enricher=Enricher(geoip, _ip_hash_key(settings)),
             database_ready=lambda: _database_ready(pool),
+            partitioner=KeyPartitioner(partitions),
         )
         try:
             yield

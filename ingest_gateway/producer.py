@@ -5,8 +5,10 @@ worker process; a background thread polls it so delivery reports arrive while th
 loop keeps serving. Each HTTP batch gets a ``BatchAck`` that counts its delivery reports and
 wakes the waiting request when the last one arrives, or at the first failure. A request
 that is not fully acknowledged within ``delivery_timeout_s`` gets ``Unavailable`` (→ 503):
-its records may still reach the broker later, which is why the batch id travels in a record
-header, so the agent's retry of the same batch is recognisable downstream.
+its records may still reach the broker later, which is why every event carries the batch id
+and its position in the batch (format v2), so the agent's retry of the same batch is
+recognisable downstream, event by event. Records are format v2 (``schemas.records``), each
+produced to the partition its encoder chose, Kafka's default partitioner's for its keys.
 """
 
 from __future__ import annotations
@@ -15,18 +17,16 @@ import asyncio
 import logging
 import threading
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from ingest_gateway.settings import GatewaySettings
-from schemas.event import RECORD_FORMAT_VERSION
-from schemas.topics import BATCH_ID_HEADER, FORMAT_HEADER
+from schemas.records import V2Record
 
 _log = logging.getLogger(__name__)
 # librdkafka's own log lines (reconnects, …) go through logging rather than raw stderr.
 _librdkafka_log = logging.getLogger("ingest_gateway.librdkafka")
-_FORMAT_VALUE: Final = str(RECORD_FORMAT_VERSION).encode()
 
 
 class Unavailable(Exception):
@@ -125,44 +125,47 @@ class EventPublisher:
         while not self._stop.is_set():
             self._producer.poll(0.05)
 
-    async def publish(
-        self, keys: Sequence[bytes], values: Sequence[bytes], batch_id: str
-    ) -> None:
+    async def publish(self, records: Sequence[V2Record]) -> None:
         """Return once every record is acknowledged; raise ``Unavailable`` otherwise."""
         if self._fatal is not None:
             raise Unavailable("kafka_error", f"Kafka producer failed: {self._fatal}")
-        n = len(values)
+        n = len(records)
         if len(self._producer) + n > self._max_queue:
             raise Unavailable("queue_full", "the gateway's Kafka queue is full")
         ack = BatchAck(n, asyncio.get_running_loop())
-        headers: list[tuple[str, str | bytes | None]] = [
-            (BATCH_ID_HEADER, batch_id.encode()),
-            (FORMAT_HEADER, _FORMAT_VALUE),
-        ]
         produce = self._producer.produce
         topic = self._topic
         try:
-            for key, value in zip(keys, values, strict=True):
-                # Positional: (topic, value, key, partition, callback, on_delivery, timestamp,
-                # headers), the order of the C signature. Keywords make the C call build a
-                # dict per record, a third of produce()'s cost. -1 = the key's partitioner.
-                produce(topic, value, key, -1, ack, None, 0, headers)
+            for r in records:
+                # Positional: (topic, value, key, partition, callback), the order of the C
+                # signature; keywords make the C call build a dict per record.
+                produce(topic, r.value, r.key, r.partition, ack)
         except BufferError:
             raise Unavailable("queue_full", "the gateway's Kafka queue is full") from None
         except KafkaException as exc:
             raise Unavailable("kafka_error", f"Kafka refused the batch: {exc}") from None
         await ack.wait(self._timeout)
 
-    def reachable(self, timeout: float = 2.0) -> bool:
-        """Whether the broker answers a metadata request for the events topic (blocking)."""
-        if self._fatal is not None:
-            return False
+    def partition_count(self, timeout: float = 5.0) -> int | None:
+        """The events topic's partition count, or None when the broker does not say (blocking)."""
         try:
             meta = self._producer.list_topics(self._topic, timeout=timeout)
         except KafkaException:
-            return False
+            return None
         topic = meta.topics.get(self._topic)
-        return topic is not None and topic.error is None and bool(meta.brokers)
+        if topic is None or topic.error is not None or not topic.partitions:
+            return None
+        return len(topic.partitions)
+
+    def reachable(self, partitions: int, timeout: float = 2.0) -> bool:
+        """Whether the broker serves the events topic with ``partitions`` partitions (blocking).
+
+        Another count means the gateway would put keys on other partitions than Kafka's
+        default partitioner does for the real topic: not ready.
+        """
+        if self._fatal is not None:
+            return False
+        return self.partition_count(timeout) == partitions
 
     def close(self, timeout: float = 10.0) -> None:
         """Deliver what is queued (bounded), then stop the poll thread."""

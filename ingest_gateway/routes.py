@@ -40,8 +40,8 @@ from ingest_gateway.problems import (
 from ingest_gateway.producer import EventPublisher, Unavailable
 from ingest_gateway.ratelimit import TokenBuckets, retry_after_header
 from ingest_gateway.settings import GatewaySettings
-from schemas.codec import encode_records, record_key
 from schemas.ops import render_metrics
+from schemas.records import KeyPartitioner, encode_event_records
 from schemas.validation import BodyError, Rejection, decode_incoming, validate_events
 
 BATCH_ID_REQUEST_HEADER: Final = "x-turnstile-batch-id"
@@ -62,6 +62,8 @@ class GatewayState:
     buckets: TokenBuckets
     enricher: Enricher
     database_ready: Any  # Callable[[], bool], blocking
+    # Key → partition as Kafka's default partitioner, for the topic's real partition count.
+    partitioner: KeyPartitioner
 
 
 def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
@@ -185,11 +187,10 @@ async def _ingest(request: Request, state: GatewayState, reader: BodyReader) -> 
     state.enricher.enrich(
         records, project_id=key.project_id, privacy=key.ip_privacy, header_country=header_country
     )
-    project = key.project_id
-    keys = [record_key(project, r.api_key) for r in records]
     started = time.perf_counter()
+    v2_records = encode_event_records(records, batch_id=batch_id, partitioner=state.partitioner)
     try:
-        await state.publisher.publish(keys, encode_records(records), batch_id)
+        await state.publisher.publish(v2_records)
     except Unavailable as exc:
         return _unavailable(exc.cause, exc.detail, cfg.retry_after_s)
     metrics.PUBLISH_SECONDS.observe(time.perf_counter() - started)
@@ -207,10 +208,12 @@ async def healthz() -> Response:
 async def readyz(request: Request) -> Response:
     """Kafka and PostgreSQL both answer (readiness); 503 names what is missing."""
     state: GatewayState = request.app.state.gateway
+    expected = state.settings.kafka.events_partitions
     kafka_ok, db_ok = await asyncio.gather(
-        asyncio.to_thread(state.publisher.reachable, 2.0),
+        asyncio.to_thread(state.publisher.reachable, expected, 2.0),
         asyncio.to_thread(state.database_ready),
     )
+    kafka_ok = kafka_ok and state.partitioner.partitions == expected
     body = {"kafka": "ok" if kafka_ok else "unreachable",
             "postgres": "ok" if db_ok else "unreachable"}
     return _json(200 if kafka_ok and db_ok else 503, body)

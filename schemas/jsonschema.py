@@ -1,4 +1,7 @@
-"""JSON Schema files for other tools (Kafka UIs, Schema Registry, other-language agents).
+"""JSON Schema files for other tools (other-language agents).
+
+The Kafka records are Arrow (format v2): their published schema is
+``schemas/event_record_v2.arrow.json`` (``schemas.records.schema``).
 
 Generated from the msgspec types, so they cannot drift: a unit test compares the committed
 files with a fresh export, and ``python -m schemas.jsonschema`` rewrites them.
@@ -12,11 +15,10 @@ from typing import Any, Final
 import msgspec
 import orjson
 
-from schemas.event import EventRecord, IncomingEvent
+from schemas.event import IncomingEvent
 
 SCHEMA_DIR: Final = Path(__file__).parent
 SCHEMA_FILES: Final = {
-    "event_record.schema.json": (EventRecord, "Turnstile Kafka record, format v1"),
     "incoming_event.schema.json": (IncomingEvent, "Event as posted by an agent to the gateway"),
 }
 

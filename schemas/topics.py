@@ -1,9 +1,5 @@
 """Kafka topic names: the only place they are spelled out."""
 
-EVENTS_TOPIC = "turnstile.events.v1"
+# Record format v2 (``schemas/RECORD_FORMAT.md``): many events per record, Arrow IPC.
+EVENTS_TOPIC = "turnstile.events.v2"
 DEAD_LETTER_TOPIC = "turnstile.events.dlq.v1"
-
-# Record header carrying the gateway's batch id, so a retried batch is recognisable downstream.
-BATCH_ID_HEADER = "turnstile-batch-id"
-# Record header carrying the record format version (mirrors the "v" field of the JSON body).
-FORMAT_HEADER = "turnstile-format"

@@ -1,16 +1,11 @@
 """Retried gateway batches counted once: what each batch id of a partition has delivered.
 
-A retried HTTP batch is published again with the same batch id. The gateway stamps every
-record with ``(batch_id, batch_index)``, its position in the batch, so an event is
-recognised whatever the attempt: per batch id the shard keeps a bitmap of the positions
-it has counted, and a record whose position is already set is a duplicate. This is exact
+A retried HTTP batch is published again with the same batch id. Every event of a format v2
+record carries ``(batch_id, batch_index)``, its position in the batch, so an event is
+recognised whatever the attempt or record: per batch id the shard keeps a bitmap of the
+positions it has counted, and an event whose position is already set is a duplicate. This is exact
 even when an attempt published only part of the batch before failing (its retry then adds
 exactly the missing events) and when attempts interleave with other batches or polls.
-
-Records written before ``batch_index`` existed (the id only in the header), and every
-later record of an id first seen that way, fall back to time: an attempt is the set of
-records of an id produced (Kafka CreateTime) within ``attempt_window_ms`` of the id's
-first record, and later records of the id are dropped.
 
 Ids are forgotten once the partition's newest record is ``horizon_ms`` younger than their
 first record, so memory stays bounded (a bitmap is one byte per position: ~1 KB for a
@@ -27,9 +22,8 @@ import numpy.typing as npt
 from schemas.retries import RETRY_DEDUPE_HORIZON_S
 from speed_layer.items import Int64s, Objects
 
-NO_BATCH_ID = ""
 MAX_BATCH_INDEX = 1_000_000
-"""Positions at or above this are not tracked (no bitmap grows without bound)."""
+"""Positions at or above this are not tracked (no bitmap grows without bound): counted."""
 
 RETRY_DEDUPE_HORIZON_MS = int(RETRY_DEDUPE_HORIZON_S * 1000)
 Bools = npt.NDArray[np.bool_]
@@ -39,7 +33,8 @@ class BatchDeduper:
     """Per-partition memory of batch ids: first CreateTime (ms) and counted positions."""
 
     def __init__(self, attempt_window_ms: int, horizon_ms: int) -> None:
-        self.attempt_window_ms = attempt_window_ms
+        # ``attempt_window_ms`` is unused since format v2 (every event has its position).
+        del attempt_window_ms
         self.horizon_ms = max(horizon_ms, RETRY_DEDUPE_HORIZON_MS)
         self.first_ms: dict[str, int] = {}
         self.counted: dict[str, Bools] = {}
@@ -47,7 +42,7 @@ class BatchDeduper:
 
     def duplicates(self, batch_ids: Objects, batch_index: Int64s,
                    produced_ms: Int64s) -> Bools:
-        """Mask of rows already counted (or belonging to a retry); remembers the rest.
+        """Mask of rows already counted; remembers the rest.
 
         The records of one gateway batch sit next to each other in a partition, so rows
         are taken run by run (one vectorised compare of neighbours): Python sees each run
@@ -62,28 +57,17 @@ class BatchDeduper:
         ends = np.r_[starts[1:], n]
         # Per-run facts in a few vectorised calls; the loop below does dict work per run.
         firsts = np.minimum.reduceat(produced_ms, starts).tolist()
-        indexed = np.logical_and.reduceat(batch_index >= 0, starts).tolist()
         tops = np.maximum.reduceat(batch_index, starts).tolist()
         rising = np.r_[np.diff(batch_index) > 0, True]
         rising[ends - 1] = True
         ordered = np.logical_and.reduceat(rising, starts).tolist()
-        legacy_runs = []
-        for batch_id, a, b, first, has_index, top, in_order in zip(
-                batch_ids[starts].tolist(), starts.tolist(), ends.tolist(), firsts, indexed,
-                tops, ordered, strict=True):
-            if batch_id == NO_BATCH_ID:
-                continue
-            # An id first seen without positions (an older gateway) stays on the time rule.
-            timed = batch_id in self.first_ms and batch_id not in self.counted
+        for batch_id, a, b, first, top, in_order in zip(
+                batch_ids[starts].tolist(), starts.tolist(), ends.tolist(), firsts, tops,
+                ordered, strict=True):
             if self.first_ms.setdefault(batch_id, first) > first:
                 self.first_ms[batch_id] = first
-            if has_index and not timed and top < MAX_BATCH_INDEX:
+            if top < MAX_BATCH_INDEX:
                 dup[a:b] = self._seen(batch_id, batch_index[a:b], top, in_order)
-            else:
-                legacy_runs.append((batch_id, a, b))
-        for batch_id, a, b in legacy_runs:  # after every run of the poll set first_ms
-            limit = self.first_ms[batch_id] + self.attempt_window_ms
-            dup[a:b] = produced_ms[a:b] > limit
         return dup
 
     def _seen(self, batch_id: str, index: Int64s, top: int, in_order: bool) -> Bools:

@@ -28,14 +28,17 @@ Objects = npt.NDArray[np.object_]
 
 @dataclass(frozen=True, slots=True)
 class ShardBatch:
-    """One poll of one Kafka partition, decoded; arrays are aligned with ``columns`` rows."""
+    """One poll of one Kafka partition, decoded; arrays are aligned with ``columns`` rows.
+
+    Rows are events; ``offsets`` and ``produced_ms`` are those of each row's record.
+    """
 
     topic: str
     partition: int
     next_offset: int
     columns: MetricColumns
     offsets: Int64s
-    batch_ids: Objects  # str per row; "" when the record carried no batch id
+    batch_ids: Objects  # the batch id (str) of each row
     produced_ms: Int64s  # Kafka record timestamp (CreateTime) per row
     dead_letters: tuple[DeadLetter, ...] = ()
 

@@ -12,6 +12,7 @@ from schemas.records.decode import (
     DecodedRecords,
     InvalidRecord,
     decode_records,
+    event_value,
     read_record,
 )
 from schemas.records.encode import (
@@ -51,6 +52,7 @@ __all__ = [
     "decode_records",
     "encode_columns",
     "encode_event_records",
+    "event_value",
     "event_record_columns",
     "load_schema_file",
     "murmur2",

@@ -141,9 +141,15 @@ def _splice(values: Sequence[bytes], indices: list[int],
     return batches if len(batches) == len(indices) else None
 
 
-def decode_records(values: Sequence[bytes], columns: Sequence[str] | None = None
-                   ) -> DecodedRecords:
-    """Decode a poll's values (only ``columns`` if given, in schema order)."""
+def decode_records(values: Sequence[bytes], columns: Sequence[str] | None = None, *,
+                   per_event: bool = False) -> DecodedRecords:
+    """Decode a poll's values (only ``columns`` if given, in schema order).
+
+    A record that is not v2 is poison as a whole. A row that breaks a rule of the format
+    (null where none may be, U+0000, negative ``batch_index``, non-finite latency) makes
+    its whole record poison, or with ``per_event`` only that row: it is left out and
+    reported as a ``PoisonRecord`` with its ``row``, the record's other events kept.
+    """
     names = [n for n in _NAMES if columns is None or n in columns]
     if columns is not None and len(names) != len(set(columns)):
         raise ValueError(f"unknown v2 columns: {sorted(set(columns) - set(_NAMES))}")
@@ -174,18 +180,45 @@ def decode_records(values: Sequence[bytes], columns: Sequence[str] | None = None
     rows = np.fromiter((sum(b.num_rows for b in parts[i]) for i in good), np.int64, len(good))
     table = _assemble(batches, names)
     positions = np.asarray(good, dtype=np.int64)
-    bad_records = _row_problems(table, rows)
-    if bad_records:
+    checks = _row_checks(table)
+    refused: list[PoisonRecord] = []
+    if checks and per_event:
+        bad_rows = _first_reasons(checks, table.num_rows)
+        starts = np.r_[0, np.cumsum(rows)[:-1]].astype(np.int64)
+        record_of = np.repeat(np.arange(len(good)), rows)
+        for j, reason in bad_rows.items():  # one step per refused event (rare)
+            r = int(record_of[j])
+            refused.append(PoisonRecord(position=good[r], reason=reason,
+                                        row=j - int(starts[r])))
+        keep_rows = np.ones(table.num_rows, dtype=bool)
+        keep_rows[list(bad_rows)] = False
+        table = table.filter(pa.array(keep_rows))
+        rows = rows - np.bincount(record_of[~keep_rows], minlength=len(good))
+    elif checks:
         keep = np.ones(len(good), dtype=bool)
-        for r, reason in bad_records.items():
+        for r, reason in _per_record(checks, rows).items():
             poison[good[r]] = reason
             keep[r] = False
         table = table.filter(pa.array(np.repeat(keep, rows)))
         positions, rows = positions[keep], rows[keep]
-    return DecodedRecords(
-        table=table, positions=positions, rows=rows,
-        poison=[PoisonRecord(position=i, reason=poison[i]) for i in sorted(poison)],
-    )
+    out = [PoisonRecord(position=i, reason=poison[i]) for i in sorted(poison)]
+    if refused:
+        out = sorted(out + refused, key=lambda p: (p.position, -1 if p.row is None else p.row))
+    return DecodedRecords(table=table, positions=positions, rows=rows, poison=out)
+
+
+def event_value(value: bytes, row: int) -> tuple[bytes, str | None]:
+    """One event of a record as a record of its own, and its ``event_id``.
+
+    What a dead letter holding just that event carries (the id tells it from the other
+    refused events of the same record).
+    """
+    table = read_record(value).slice(row, 1).combine_chunks()
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, EVENT_RECORD_V2_SCHEMA) as writer:
+        writer.write_table(table)
+    event_id = table.column("event_id")[0].as_py()
+    return sink.getvalue().to_pybytes(), event_id if isinstance(event_id, str) else None
 
 
 def _assemble(batches: list[pa.RecordBatch], names: list[str]) -> pa.Table:
@@ -210,10 +243,10 @@ def _assemble(batches: list[pa.RecordBatch], names: list[str]) -> pa.Table:
          for col, field in zip(combined.columns, schema, strict=True)], schema=schema)
 
 
-def _row_problems(table: pa.Table, rows: I64s) -> dict[int, str]:
-    """Record (index among the good ones) → the first rule one of its rows breaks."""
+def _row_checks(table: pa.Table) -> list[tuple[str, npt.NDArray[np.bool_]]]:
+    """Each rule some row breaks, with the mask of the rows that break it."""
     if table.num_rows == 0:
-        return {}
+        return []
     checks: list[tuple[str, npt.NDArray[np.bool_]]] = []
     for field in table.schema:
         col = table.column(field.name)
@@ -250,8 +283,20 @@ def _row_problems(table: pa.Table, rows: I64s) -> dict[int, str]:
         finite = np.isfinite(latency)
         if not finite.all():
             checks.append((f"latency_ms: {NOT_FINITE_PROBLEM}", ~finite))
-    if not checks:
-        return {}
+    return checks
+
+
+def _first_reasons(checks: list[tuple[str, npt.NDArray[np.bool_]]], n: int) -> dict[int, str]:
+    """Row → the first rule it breaks."""
+    out: dict[int, str] = {}
+    for reason, mask in checks:
+        for j in np.flatnonzero(mask[:n]).tolist():
+            out.setdefault(j, reason)
+    return out
+
+
+def _per_record(checks: list[tuple[str, npt.NDArray[np.bool_]]], rows: I64s) -> dict[int, str]:
+    """Record (index among the good ones) → the first rule one of its rows breaks."""
     starts = np.r_[0, np.cumsum(rows)[:-1]].astype(np.int64)
     out: dict[int, str] = {}
     for reason, mask in checks:

@@ -47,8 +47,14 @@ class MetricArrays:
     def __len__(self) -> int:
         return len(self.timestamp_us)
 
+    def batch_ids(self) -> npt.NDArray[np.object_]:
+        """The batch id of each row as an object array (one ``str`` per distinct id)."""
+        values = np.asarray(self.batch_id.dictionary.to_pylist(), dtype=object)
+        out: npt.NDArray[np.object_] = values[self.batch_id.indices.to_numpy()]
+        return out
+
     def to_metric_columns(self) -> MetricColumns:
-        """The same rows as format v1's ``MetricColumns`` (strings become list items).
+        """The same rows as ``MetricColumns`` (strings become list items).
 
         A bridge for consumers not yet reading codes; it costs a Python string per row
         and column, which the codes avoid.
@@ -85,9 +91,13 @@ def _numbers(table: pa.Table, name: str) -> npt.NDArray[Any]:
     return np.asarray(col.to_numpy())
 
 
-def decode_metric_arrays(values: Sequence[bytes]) -> tuple[MetricArrays, list[PoisonRecord]]:
-    """Decode a poll straight into the arrays aggregation needs; bad records set aside."""
-    decoded = decode_records(values, METRIC_COLUMNS)
+def decode_metric_arrays(values: Sequence[bytes], *, per_event: bool = False
+                         ) -> tuple[MetricArrays, list[PoisonRecord]]:
+    """Decode a poll straight into the arrays aggregation needs; bad records set aside.
+
+    With ``per_event`` a bad event is set aside alone (see ``decode_records``).
+    """
+    decoded = decode_records(values, METRIC_COLUMNS, per_event=per_event)
     t = decoded.table
     arrays = MetricArrays(
         project_id=_codes(t, "project_id"),

@@ -17,10 +17,11 @@ import orjson
 import pyarrow as pa
 
 from schemas.arrow import EVENT_ARROW_SCHEMA
+from schemas.topics import EVENTS_TOPIC
 
 FORMAT_KEY: Final = "turnstile.format"
 FORMAT_VERSION: Final = "2"
-EVENTS_TOPIC_V2: Final = "turnstile.events.v2"
+EVENTS_TOPIC_V2: Final = EVENTS_TOPIC
 
 # Every dictionary column has int16 indices, so a record holds at most this many events
 # (the encoder splits larger groups; it also splits by size, see ``encode``).

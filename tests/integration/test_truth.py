@@ -66,7 +66,8 @@ def run(request, stack, db, fresh_topic, tmp_path):
         beyond_share=0.5, in_flight=4 if via == "direct" else 1, run_id=f"t{tag}",
     )
     traffic = generate(spec)
-    with running_gateway(stack.kafka_bootstrap, stack.database_url, topic) as gateway:
+    with running_gateway(stack.kafka_bootstrap, stack.database_url, topic,
+                         PARTITIONS) as gateway:
         if via == "direct":
             report = DirectSender(gateway.url, keys).send(traffic)
         else:

@@ -31,12 +31,14 @@ class RunningGateway:
 
 
 @contextmanager
-def running_gateway(bootstrap: str, database_url: str, topic: str) -> Iterator[RunningGateway]:
+def running_gateway(bootstrap: str, database_url: str, topic: str,
+                    partitions: int = 12) -> Iterator[RunningGateway]:
     """``create_app(settings)`` under uvicorn on a free port, stopped on exit."""
     (port,) = free_ports(1)
     settings = GatewaySettings(
         port=port, workers=1,
-        kafka=KafkaSettings(bootstrap=bootstrap, events_topic=topic),
+        kafka=KafkaSettings(bootstrap=bootstrap, events_topic=topic,
+                            events_partitions=partitions),
         database=DatabaseSettings(url=database_url),
     )
     config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,

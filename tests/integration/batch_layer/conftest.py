@@ -21,46 +21,48 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from batch_layer.lake import LAKE_ARROW_SCHEMA, Lake, committed_files
 from batch_layer.lake_writer import LakeWriter
 from batch_layer.settings import BatchSettings
-from schemas.codec import encode_records, record_key
 from schemas.event import EventRecord
 from schemas.settings import DatabaseSettings, KafkaSettings
-from schemas.topics import BATCH_ID_HEADER
+from tests.records import gateway_records
 
 
 @dataclass
 class Produced:
-    messages: int
+    events: int  # events sent, copies included
+    records: int  # Kafka records (format v2: one per partition an HTTP batch touches)
     duplicated_batches: int
     duplicated_events: list[EventRecord]
 
 
 def produce(bootstrap: str, topic: str, records: Sequence[EventRecord], *, batch_size: int = 50,
             duplicate_rate: float = 0.0, seed: int = 0) -> Produced:
-    """Publish like the gateway: key project:api_key, a batch id header per batch; a
-    fraction of batches is published twice with the same batch id (a retried batch)."""
+    """Publish like the gateway: HTTP batches of ``batch_size`` events, each as v2 records
+    (one per partition it touches) to their partitions; a fraction of batches is published
+    twice with the same batch id (a retried batch)."""
     rng = random.Random(seed)
     n_batches = (len(records) + batch_size - 1) // batch_size
     twice = set(rng.sample(range(n_batches), round(n_batches * duplicate_rate)))
     duplicated: list[EventRecord] = []
     producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
                          "acks": "all", "linger.ms": 5, "compression.type": "lz4"})
-    sent = dups = 0
+    partitions = len(producer.list_topics(topic, timeout=10).topics[topic].partitions)
+    sent = events = dups = 0
     for start in range(0, len(records), batch_size):
         batch = records[start:start + batch_size]
-        values = encode_records(batch)
-        batch_id = uuid.uuid4().hex
+        v2 = gateway_records(batch, partitions=partitions)
         times = 2 if start // batch_size in twice else 1
         dups += times - 1
         if times == 2:
             duplicated.extend(batch)
         for _ in range(times):
-            for r, v in zip(batch, values, strict=True):
-                producer.produce(topic, value=v, key=record_key(r.project_id, r.api_key),
-                                 headers=[(BATCH_ID_HEADER, batch_id.encode())])
+            for r in v2:
+                producer.produce(topic, value=r.value, key=r.key, partition=r.partition)
                 sent += 1
+            events += len(batch)
             producer.poll(0)
     assert producer.flush(30) == 0
-    return Produced(messages=sent, duplicated_batches=dups, duplicated_events=duplicated)
+    return Produced(events=events, records=sent, duplicated_batches=dups,
+                    duplicated_events=duplicated)
 
 
 def writer_settings(stack, topic: str, lake_uri: str, **overrides) -> BatchSettings:

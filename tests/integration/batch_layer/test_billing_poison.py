@@ -11,14 +11,14 @@ from batch_layer.lake import (
     partition_dir,
     write_parquet_atomic,
 )
-from schemas.codec import records_to_arrow
 from tests.integration.batch_layer.conftest import writer_settings
 from tests.integration.batch_layer.test_billing import assert_equals_truth, setup_projects
+from tests.records import events_table
 from tests.unit.batch_layer.fixtures import DAY, make_events
 
 
 def write_lake_file(lake, events, partition: int, first_offset: int) -> None:
-    table = records_to_arrow(events)
+    table = events_table(events)
     n = table.num_rows
     table = (table.append_column("kafka_partition", pa.array([partition] * n, pa.int32()))
              .append_column("kafka_offset", pa.array(range(first_offset, first_offset + n),

@@ -50,7 +50,8 @@ def test_a_kafka_outage_is_waited_out_and_every_record_lands_once(stack, fresh_t
     assert not errors, errors
     table = lake_table(lake, [DAY])
     positions = collections.Counter(zip(table.column("kafka_partition").to_pylist(),
-                                        table.column("kafka_offset").to_pylist(), strict=True))
+                                        table.column("kafka_offset").to_pylist(),
+                                        table.column("event_id").to_pylist(), strict=True))
     assert max(positions.values()) == 1
     assert sorted(table.column("event_id").to_pylist()) == sorted(
         e.event_id for e in before + after)

@@ -11,11 +11,13 @@ import msgspec
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from batch_layer.lake import open_lake
-from schemas.codec import encode_record, record_key
+from schemas.codec import record_key
 from schemas.dead_letters import COMPONENT_HEADER, ORIGIN_HEADER, PROJECT_HEADER, REASON_HEADER
+from schemas.records import read_record
 from schemas.settings import KafkaSettings
 from schemas.storable import NUL_PROBLEM
 from tests.integration.batch_layer.conftest import drain, lag, lake_table, wait_for, writer_settings
+from tests.records import gateway_records
 from tests.unit.batch_layer.fixtures import DAY, make_events
 from turnstile_cli.stack import free_ports
 
@@ -27,15 +29,15 @@ def produce_raw(bootstrap: str, topic: str, pairs, partition: int = 0) -> None:
     assert producer.flush(30) == 0
 
 
-def poison(template, project: str):
+def poison(template, project: str, good):
+    """A record whose last event has U+0000 in its path (after ``good`` events), and a
+    record that is not an Arrow stream (truncated)."""
     nul = msgspec.structs.replace(template, event_id="nul-event", project_id=project,
                                   path="/v1/orders/\x00", endpoint="/v1/orders")
-    good = msgspec.structs.replace(template, event_id="sur-event", project_id=project)
-    encoded = encode_record(good)
-    surrogate = encoded.replace(b'"event_id":"sur-event"', b'"event_id":"sur\\udc80"')
-    assert surrogate != encoded
     key = record_key(project, template.api_key)
-    return [(key, encode_record(nul)), (key, surrogate)]
+    (mixed,) = gateway_records([*good, nul], partitions=1)
+    (whole,) = gateway_records([template], partitions=1)
+    return [(key, mixed.value), (key, whole.value[:-40])]
 
 
 def dlq(bootstrap: str, topic: str, expected: int, timeout: float = 30.0) -> list:
@@ -58,29 +60,32 @@ def test_nul_and_surrogate_records_go_to_the_dead_letters_and_the_rest_to_the_la
                           dead_letter_topic=fresh_topic(1, prefix="lake-dlq"))
     project = f"lakepoison{topic[-6:]}"
     events = [msgspec.structs.replace(e, project_id=project)
-              for e in make_events(400, seed=61, projects=("x",), keys=3)]
-    bad = poison(events[0], project)
-    values = [(record_key(e.project_id, e.api_key), encode_record(e)) for e in events]
-    produce_raw(stack.kafka_bootstrap, topic, values[:200] + bad[:1] + values[200:] + bad[1:])
+              for e in make_events(405, seed=61, projects=("x",), keys=3)]
+    bad = poison(events[0], project, events[400:])
+    values = [(r.key, r.value) for start in range(0, 400, 100)
+              for r in gateway_records(events[start:start + 100], partitions=1)]
+    produce_raw(stack.kafka_bootstrap, topic, values[:2] + bad[:1] + values[2:] + bad[1:])
     settings = writer_settings(stack, topic, str(tmp_path / "lake"), kafka=kafka)
     lake = open_lake(settings)
     writer = drain(settings, lake, 1)
     table = lake_table(lake, [DAY])
+    # The nul event's 5 neighbours in its record are kept.
     assert sorted(table.column("event_id").to_pylist()) == sorted(e.event_id for e in events)
     assert writer.stats.quarantined == 2
     got = dlq(stack.kafka_bootstrap, kafka.dead_letter_topic, 2)
-    assert [m.value() for m in got] == [bad[0][1], bad[1][1]]
+    assert read_record(got[0].value()).column("event_id").to_pylist() == ["nul-event"]
+    assert got[1].value() == bad[1][1]
     headers = [dict(m.headers()) for m in got]
     assert headers[0][REASON_HEADER] == f"path: {NUL_PROBLEM}".encode()
-    assert headers[1][REASON_HEADER].startswith(b"JSON is malformed")
-    assert [h[ORIGIN_HEADER] for h in headers] == [f"{topic}/0/200".encode(),
-                                                   f"{topic}/0/401".encode()]
+    assert headers[1][REASON_HEADER].startswith(b"not an Arrow IPC stream")
+    assert [h[ORIGIN_HEADER] for h in headers] == [f"{topic}/0/2".encode(),
+                                                   f"{topic}/0/5".encode()]
     assert all(h[COMPONENT_HEADER] == b"lake_writer" and h[PROJECT_HEADER] == project.encode()
                for h in headers)
-    rows = db.execute("SELECT project_id, kafka_topic, kafka_partition, kafka_offset, reason"
+    rows = db.execute("SELECT project_id, kafka_topic, kafka_partition, kafka_offset, event_id"
                       " FROM dead_letters WHERE component = 'lake_writer' AND kafka_topic = %s"
                       " ORDER BY kafka_offset", (topic,)).fetchall()
-    assert [r[:4] for r in rows] == [(project, topic, 0, 200), (project, topic, 0, 401)]
+    assert rows == [(project, topic, 0, 2, "nul-event"), (project, topic, 0, 5, None)]
 
 
 def test_lake_writer_serves_readiness_and_metrics_while_it_runs(stack, fresh_topic, tmp_path):

@@ -29,7 +29,7 @@ def test_lake_on_s3_holds_every_event_once_and_bills_exactly(stack, fresh_topic,
     files = committed_files(lake, DAY)
     assert files and all(f.startswith(f"{s3_server.bucket}/lake-") for f in files)
     table = lake_table(lake, [DAY, DAY + timedelta(days=1)])
-    assert table.num_rows == produced.messages
+    assert table.num_rows == produced.events
     con = connect(1, "1GB")
     register_day(con, lake, DAY)
     rows = compute_usage(con, DAY, {}, "default")

@@ -6,6 +6,7 @@ import sys
 import time
 from datetime import timedelta
 
+import httpx
 import pyarrow.parquet as pq
 import pytest
 
@@ -20,13 +21,23 @@ from tests.integration.batch_layer.conftest import (
     writer_settings,
 )
 from tests.unit.batch_layer.fixtures import DAY, make_events
+from turnstile_cli.stack import free_ports
 
 DAYS = [DAY, DAY + timedelta(days=1)]
 
 
+def _healthy(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def positions(table):
+    """How often each event of each record (partition, offset, event) is in the lake."""
     return collections.Counter(zip(table.column("kafka_partition").to_pylist(),
-                                   table.column("kafka_offset").to_pylist(), strict=True))
+                                   table.column("kafka_offset").to_pylist(),
+                                   table.column("event_id").to_pylist(), strict=True))
 
 
 def test_every_record_lands_once_in_committed_parquet_files(stack, fresh_topic, tmp_path):
@@ -37,10 +48,10 @@ def test_every_record_lands_once_in_committed_parquet_files(stack, fresh_topic, 
     lake = open_lake(settings)
     writer = drain(settings, lake, 4)
     table = lake_table(lake, DAYS)
-    assert table.num_rows == produced.messages
+    assert table.num_rows == produced.events
     assert max(positions(table).values()) == 1
     assert set(table.column("event_id").to_pylist()) == {e.event_id for e in events}
-    assert writer.stats.events == produced.messages
+    assert writer.stats.events == produced.events
     for path in committed_files(lake, DAY):
         assert "/project=" in path and path.endswith(".parquet")
     assert not os.listdir(tmp_path / "lake" / "_lake_writer" / "pending" / topic)
@@ -66,14 +77,14 @@ def test_interrupted_roll_is_replayed_into_the_same_files(stack, fresh_topic, tm
     monkeypatch.setattr(lake_writer_module, "write_parquet_atomic", crash_after_two_files)
     with pytest.raises(RuntimeError, match="simulated crash"):
         drain(settings, lake, 2)
-    assert lag(settings, 2) == produced.messages  # nothing committed
+    assert lag(settings, 2) == produced.records  # nothing committed
     partial = lake_table(lake, DAYS).num_rows
-    assert 0 < partial < produced.messages
+    assert 0 < partial < produced.events
     monkeypatch.setattr(lake_writer_module, "write_parquet_atomic", real_write)
     writer = drain(settings, lake, 2)
     assert writer.stats.replays >= 1
     table = lake_table(lake, DAYS)
-    assert table.num_rows == produced.messages
+    assert table.num_rows == produced.events
     assert max(positions(table).values()) == 1
 
 
@@ -102,9 +113,14 @@ def test_kill_9_mid_file_loses_nothing_and_shows_no_partial_file(stack, fresh_to
         if lag(settings, 3) == 0:
             break
     assert kills >= 1
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    (port,) = free_ports(1)
+    proc = subprocess.Popen(cmd, env={**env, "TURNSTILE_BATCH_OPS_PORT": str(port)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         wait_for(lambda: lag(settings, 3) == 0, 90, "the restarted writer to drain")
+        # v2 drains fast: the topic may be empty before the writer is up; SIGTERM only
+        # once it serves /healthz (its signal handlers are installed by then).
+        wait_for(lambda: _healthy(port), 30, "the restarted writer to serve /healthz")
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
@@ -115,4 +131,4 @@ def test_kill_9_mid_file_loses_nothing_and_shows_no_partial_file(stack, fresh_to
             pq.read_metadata(path)  # a truncated file has no valid footer
     table = lake_table(lake, DAYS)
     assert max(positions(table).values()) == 1
-    assert table.num_rows == produced.messages
+    assert table.num_rows == produced.events

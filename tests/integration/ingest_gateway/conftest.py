@@ -22,6 +22,8 @@ from schemas.keys import KeyKind
 from schemas.settings import DatabaseSettings, KafkaSettings
 from turnstile_cli.stack import free_ports
 
+GATEWAY_PARTITIONS = 3
+
 
 @dataclass
 class Gateway:
@@ -30,6 +32,10 @@ class Gateway:
     settings: GatewaySettings
     server: uvicorn.Server
     thread: threading.Thread
+
+    @property
+    def partitions(self) -> int:
+        return self.settings.kafka.events_partitions
 
     def post(self, body: Any, key: str | None, *, raw: bytes | None = None,
              headers: dict[str, str] | None = None, gzipped: bool = False,
@@ -61,7 +67,7 @@ class Keys:
 
 @pytest.fixture
 def gateway_topic(fresh_topic: Callable[..., str]) -> str:
-    return fresh_topic(partitions=3, prefix="gw")
+    return fresh_topic(partitions=GATEWAY_PARTITIONS, prefix="gw")
 
 
 @pytest.fixture
@@ -74,7 +80,9 @@ def start_gateway(stack, gateway_topic) -> Iterator[Callable[..., Gateway]]:
         settings = GatewaySettings(
             port=port,
             workers=1,
-            kafka=KafkaSettings(bootstrap=stack.kafka_bootstrap, events_topic=gateway_topic),
+            kafka=overrides.pop("kafka", None) or KafkaSettings(
+                bootstrap=stack.kafka_bootstrap, events_topic=gateway_topic,
+                events_partitions=GATEWAY_PARTITIONS),
             database=DatabaseSettings(url=stack.database_url),
             **overrides,
         )

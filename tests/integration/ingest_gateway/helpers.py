@@ -7,20 +7,37 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
+import pyarrow as pa
 from confluent_kafka import Consumer, TopicPartition
+
+from schemas.records import read_record
 
 
 @dataclass
 class Consumed:
+    """One event of a v2 record: the record's key, partition and offset, the event's fields
+    (times as ``timestamp_us``/``received_at_us`` integers)."""
+
     key: bytes
     value: dict[str, Any]
-    headers: dict[str, bytes]
+    partition: int
+    offset: int
+
+
+def _events(value: bytes) -> list[dict[str, Any]]:
+    table = read_record(value)
+    rows = table.to_pylist()
+    ts = table.column("timestamp").cast(pa.int64()).to_pylist()
+    rec = table.column("received_at").cast(pa.int64()).to_pylist()
+    for row, t, r in zip(rows, ts, rec, strict=True):
+        del row["timestamp"], row["received_at"]
+        row["timestamp_us"], row["received_at_us"] = t, r
+    return rows
 
 
 def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 30.0,
                settle: float = 1.0) -> list[Consumed]:
-    """Read the topic from the start until ``expected`` records came and ``settle`` s passed
+    """Read the topic from the start until ``expected`` events came and ``settle`` s passed
     without more (so extra, duplicate records would be seen too)."""
     consumer = Consumer({
         "bootstrap.servers": bootstrap,
@@ -42,8 +59,8 @@ def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 30.0,
                 quiet_since = time.monotonic()
             for m in msgs:
                 assert m.error() is None, m.error()
-                out.append(Consumed(m.key(), orjson.loads(m.value()),
-                                    {k: v for k, v in (m.headers() or [])}))
+                out.extend(Consumed(m.key(), row, m.partition(), m.offset())
+                           for row in _events(m.value()))
             if len(out) >= expected and time.monotonic() - quiet_since >= settle:
                 break
     finally:

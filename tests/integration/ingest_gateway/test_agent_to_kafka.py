@@ -15,7 +15,7 @@ from agent.asgi import TurnstileASGI
 from agent.capture import hash_consumer
 from agent.sender import Sender
 from agent.settings import AgentSettings
-from schemas.topics import BATCH_ID_HEADER
+from schemas.records import partitions_for
 from tests.integration.ingest_gateway.helpers import event, read_topic
 
 CONSUMERS = [f"customer-{i}" for i in range(7)]
@@ -94,7 +94,10 @@ def test_fifty_thousand_requests_arrive_with_the_right_fields(stack, gateway, ke
         v = r.value
         assert v["project_id"] == keys.project
         assert v["api_key"] in hashed
-        assert r.key == f"{keys.project}:{v['api_key']}".encode()
+        # The record's key is its first event's; every event's own key maps to its partition.
+        (partition,) = partitions_for([f"{keys.project}:{v['api_key']}".encode()],
+                                      gateway.partitions).tolist()
+        assert r.partition == partition
         assert v["status_code"] == 200
         assert v["ip"] == "198.51.100.7" and v["user_agent"] == "it/1"
         assert v["latency_ms"] >= 0
@@ -140,9 +143,9 @@ def test_broker_outage_gives_503_and_the_agent_delivers_everything_after(
     assert stats.dropped == 0 and stats.sent_events == 9_000, stats
 
     got = read_topic(stack.kafka_bootstrap, gateway.topic, 9_000, timeout=60, settle=3.0)
-    by_event: dict[str, list[bytes]] = defaultdict(list)
+    by_event: dict[str, list[str]] = defaultdict(list)
     for r in got:
-        by_event[r.value["event_id"]].append(r.headers[BATCH_ID_HEADER])
+        by_event[r.value["event_id"]].append(r.value["batch_id"])
     # The direct post's event (id "ev-…") may land too: its 503 came before Kafka's ack.
     agent_events = [e for e in by_event if not e.startswith("ev-")]
     assert len(agent_events) == 9_000
@@ -159,9 +162,10 @@ def test_503_body_and_metrics_while_the_queue_is_full(start_gateway, keys):
     resp = gateway.post([event(i) for i in range(1000)], keys.write)
     assert resp.status_code == 202
     # A batch larger than the whole local queue can never be taken: 503 at once, no hang.
-    gw2 = start_gateway(queue_max_messages=1000, max_events=2000, rate_limit_burst_events=10_000)
+    # (The queue counts records, ~one per partition a batch touches, and their bytes.)
+    gw2 = start_gateway(queue_max_kbytes=1024, max_events=8000, rate_limit_burst_events=10_000)
     started = time.monotonic()
-    resp = gw2.post([event(i) for i in range(1001)], keys.write)
+    resp = gw2.post([event(i, path=f"/p/{i}/" + "x" * 150) for i in range(8000)], keys.write)
     assert resp.status_code == 503
     assert time.monotonic() - started < 2
     assert "queue is full" in resp.json()["detail"]

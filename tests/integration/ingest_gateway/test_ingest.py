@@ -12,12 +12,14 @@ import pytest
 
 from ingest_gateway.enrich import IpHasher
 from schemas import keystore
-from schemas.topics import BATCH_ID_HEADER, FORMAT_HEADER
+from schemas.records import partitions_for
+from schemas.settings import KafkaSettings
 from tests.integration.ingest_gateway.helpers import event, read_topic
 from tests.unit.ingest_gateway.mmdb_writer import write_mmdb
 
 
-def test_good_batch_is_acknowledged_and_lands_once_with_key_and_headers(stack, gateway, keys):
+def test_good_batch_is_acknowledged_and_lands_once_in_one_record_on_its_keys_partition(
+        stack, gateway, keys):
     events = [event(i) for i in range(20)]
     batch_id = f"b-{uuid.uuid4().hex}"
     resp = gateway.post(events, keys.write, headers={"X-Turnstile-Batch-Id": batch_id})
@@ -26,12 +28,14 @@ def test_good_batch_is_acknowledged_and_lands_once_with_key_and_headers(stack, g
 
     got = read_topic(stack.kafka_bootstrap, gateway.topic, 20)
     assert sorted(r.value["event_id"] for r in got) == sorted(e["event_id"] for e in events)
+    key = f"{keys.project}:cust-1".encode()
+    (partition,) = partitions_for([key], gateway.partitions).tolist()
+    assert len({r.offset for r in got}) == 1  # one key: one record
     for r in got:
-        assert r.key == f"{keys.project}:cust-1".encode()
-        assert r.headers[BATCH_ID_HEADER] == batch_id.encode()
+        assert r.key == key
+        assert r.partition == partition  # Kafka's default partitioner's choice
         assert r.value["batch_id"] == batch_id
         assert r.value["event_id"] == events[r.value["batch_index"]]["event_id"]
-        assert r.headers[FORMAT_HEADER] == b"1"
         assert r.value["project_id"] == keys.project
         assert r.value["endpoint"] == "/users/{id}"
         assert abs(r.value["received_at_us"] / 1e6 - time.time()) < 60
@@ -147,6 +151,22 @@ def test_health_readiness_and_metrics(gateway, keys):
     assert 'turnstile_gateway_events_rejected_total{reason="invalid"}' in text
     assert 'turnstile_gateway_requests_rejected_total{reason="unknown_key"}' in text
     assert "turnstile_gateway_publish_seconds_bucket" in text
+
+
+def test_not_ready_when_the_topic_has_another_partition_count_than_the_settings(
+        stack, start_gateway, gateway_topic, keys):
+    """Keys would land where Kafka's partitioner does not put them for the settings' count."""
+    gw = start_gateway(kafka=KafkaSettings(bootstrap=stack.kafka_bootstrap,
+                                           events_topic=gateway_topic, events_partitions=5))
+    ready = httpx.get(f"{gw.url}/readyz", timeout=10)
+    assert ready.status_code == 503, ready.text
+    assert ready.json()["kafka"] != "ok"
+    resp = gw.post([event(i, api_key=f"c{i}") for i in range(30)], keys.write)
+    assert resp.status_code == 202, resp.text  # still produced, by the topic's real count
+    got = read_topic(stack.kafka_bootstrap, gateway_topic, 30)
+    for r in got:
+        (want,) = partitions_for([r.key], 3).tolist()
+        assert r.partition == want
 
 
 def test_country_from_event_header_or_geoip_then_ip_privacy(stack, start_gateway, make_keys,

@@ -6,24 +6,24 @@ import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import msgspec
 import pytest
 from confluent_kafka import Producer
 
-from schemas.codec import encode_records, record_key
 from schemas.event import EventRecord
 from schemas.settings import DatabaseSettings, KafkaSettings, StateSettings
-from schemas.topics import BATCH_ID_HEADER
 from speed_layer.settings import SpeedSettings
+from tests.records import gateway_records
 
 
 def produce(bootstrap: str, topic: str, records: Sequence[EventRecord], *,
             batch_id: str | None = None, timestamp_ms: int | None = None,
-            raw: Sequence[tuple[bytes, bytes]] = ()) -> None:
-    """Publish like the gateway does: key project:api_key, batch id in the body and header."""
+            raw: Sequence[tuple[bytes, bytes]] = (), batch_size: int = 1_000) -> None:
+    """Publish like the gateway does: HTTP batches of ``batch_size`` events, each as v2
+    records, one per partition it touches, to that partition; with ``batch_id`` all the
+    records are one batch of that id. ``raw`` values follow as they are."""
     producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
-                         "linger.ms": 5, "compression.type": "zstd"})
-    headers = [(BATCH_ID_HEADER, batch_id.encode())] if batch_id else None
+                         "linger.ms": 5, "compression.type": "lz4"})
+    partitions = len(producer.list_topics(topic, timeout=10).topics[topic].partitions)
     extra: dict[str, object] = {"timestamp": timestamp_ms} if timestamp_ms is not None else {}
     errors: list[object] = []
 
@@ -32,18 +32,17 @@ def produce(bootstrap: str, topic: str, records: Sequence[EventRecord], *,
             errors.append(err)
 
     extra["on_delivery"] = on_delivery
-    if batch_id:
-        records = [msgspec.structs.replace(r, batch_id=batch_id, batch_index=i)
-                   for i, r in enumerate(records)]
-    for record, value in zip(records, encode_records(records), strict=True):
-        while True:
-            try:
-                producer.produce(topic, value=value, key=record_key(record.project_id,
-                                                                     record.api_key),
-                                 headers=headers, **extra)
-                break
-            except BufferError:
-                producer.poll(0.1)
+    size = len(records) if batch_id else batch_size
+    for start in range(0, len(records), max(size, 1)):
+        for rec in gateway_records(records[start:start + size], partitions=partitions,
+                                   batch_id=batch_id):
+            while True:
+                try:
+                    producer.produce(topic, value=rec.value, key=rec.key,
+                                     partition=rec.partition, **extra)
+                    break
+                except BufferError:
+                    producer.poll(0.1)
     for key, value in raw:
         producer.produce(topic, value=value, key=key)
     assert producer.flush(30) == 0

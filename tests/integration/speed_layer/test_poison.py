@@ -4,9 +4,10 @@ import msgspec
 import numpy as np
 from bytewax.testing import run_main
 
-from schemas.codec import encode_record, record_key
+from schemas.codec import record_key
 from schemas.dead_letter_publisher import DeadLetterPublisher
 from schemas.dead_letters import COMPONENT_HEADER, ORIGIN_HEADER, PROJECT_HEADER, REASON_HEADER
+from schemas.records import read_record
 from speed_layer.dataflow import build_flow
 from speed_layer.items import Emission
 from speed_layer.runner import ensure_dead_letter_topic
@@ -21,51 +22,54 @@ from tests.integration.speed_layer.helpers import (
     reference,
     total,
 )
+from tests.records import gateway_records
 from tests.unit.speed_layer.fixtures import make_batch, make_records
 
 
-def poison_pair(template, project: str) -> tuple[tuple[bytes, bytes], tuple[bytes, bytes]]:
-    """A record with U+0000 in its path and endpoint, and one with a lone surrogate."""
+def poison_pair(template, project: str, good) -> tuple[tuple[bytes, bytes], tuple[bytes, bytes]]:
+    """A record whose last event has U+0000 in its path and endpoint (after ``good``
+    events), and one that is not an Arrow stream (a truncated record)."""
     nul = msgspec.structs.replace(template, event_id="nul", project_id=project,
                                   path="/orders/\x00", endpoint="/orders/\x00")
     key = record_key(project, template.api_key)
-    good = encode_record(msgspec.structs.replace(template, event_id="sur", project_id=project))
-    surrogate = good.replace(b'"path":"/x"', b'"path":"/\\ud800"')
-    assert surrogate != good
-    return (key, encode_record(nul)), (key, surrogate)
+    (mixed,) = gateway_records([*good, nul], partitions=1)
+    (whole,) = gateway_records([template], partitions=1)
+    return (key, mixed.value), (key, whole.value[:-40])
 
 
-def test_nul_and_surrogate_records_are_dead_lettered_and_the_rest_counts_exactly(
+def test_a_nul_event_and_a_broken_record_are_dead_lettered_and_the_rest_counts_exactly(
         stack, db, speed_settings, project_prefix):
     settings = speed_settings(partitions=1)
-    records = make_records(600, minutes=2, projects=2, keys=3, seed=41,
+    records = make_records(610, minutes=2, projects=2, keys=3, seed=41,
                            project_prefix=project_prefix)
-    nul, surrogate = poison_pair(records[0], f"{project_prefix}0")
+    nul, broken = poison_pair(records[0], f"{project_prefix}0", records[600:])
     produce(stack.kafka_bootstrap, settings.kafka.events_topic, records[:300], raw=[nul])
-    produce(stack.kafka_bootstrap, settings.kafka.events_topic, records[300:],
-            raw=[surrogate])
+    produce(stack.kafka_bootstrap, settings.kafka.events_topic, records[300:600],
+            raw=[broken])
     ensure_dead_letter_topic(settings)
     run_main(build_flow(settings))
-    assert total(db, project_prefix) == 600
+    assert total(db, project_prefix) == 610  # the nul event's 10 neighbours count
     assert_rows_equal(metrics(db, project_prefix), reference(records))
     got = dlq_messages(stack.kafka_bootstrap, settings.kafka.dead_letter_topic, 2)
-    assert [m.value() for m in got] == [nul[1], surrogate[1]]
+    alone = read_record(got[0].value())
+    assert alone.column("event_id").to_pylist() == ["nul"]
+    assert got[1].value() == broken[1]
     headers = [dict(m.headers()) for m in got]
     assert b"U+0000" in headers[0][REASON_HEADER]
-    assert headers[1][REASON_HEADER].startswith(b"JSON is malformed")  # \\ud800 alone
+    assert headers[1][REASON_HEADER].startswith(b"not an Arrow IPC stream")
     topic = settings.kafka.events_topic
-    assert [h[ORIGIN_HEADER] for h in headers] == [f"{topic}/0/300".encode(),
-                                                   f"{topic}/0/601".encode()]
+    assert [h[ORIGIN_HEADER] for h in headers] == [f"{topic}/0/1".encode(),
+                                                   f"{topic}/0/3".encode()]
     assert all(h[COMPONENT_HEADER] == b"speed_layer" for h in headers)
     assert all(h[PROJECT_HEADER] == f"{project_prefix}0".encode() for h in headers)
     rows = dead_letter_rows(db, "speed_layer", project_prefix)
     assert [(p, part, off) for p, _, part, off, _ in rows] == [
-        (f"{project_prefix}0", 0, 300), (f"{project_prefix}0", 0, 601)]
+        (f"{project_prefix}0", 0, 1), (f"{project_prefix}0", 0, 3)]
     assert rows[0][1].startswith("endpoint: contains U+0000")
     # Running again from the start (a replay) adds no second row and still counts exactly.
     run_main(build_flow(settings))
     assert len(dead_letter_rows(db, "speed_layer", project_prefix)) == 2
-    assert total(db, project_prefix) == 600
+    assert total(db, project_prefix) == 610
 
 
 def test_a_window_postgres_refuses_is_split_out_and_the_others_are_written(

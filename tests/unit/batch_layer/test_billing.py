@@ -10,7 +10,7 @@ from batch_layer.billing import TierRule, compute_usage, connect, register_day, 
 from batch_layer.lake import open_lake, write_parquet_atomic
 from batch_layer.rolls import ConsumedBatch, PartitionBuffer, decode_batch, roll_files
 from batch_layer.settings import BatchSettings
-from schemas.codec import encode_records
+from tests.records import one_per_event
 from tests.unit.batch_layer.fixtures import DAY, make_events, truth_of
 
 TIERS = {"acme": [TierRule("/v1/search*", "premium"), TierRule("/v1/*", "standard")]}
@@ -29,12 +29,12 @@ def test_first_matching_pattern_wins_and_unmatched_is_default():
 
 
 def write_roll(lake, records, partition, first_offset, batch_ids):
-    values = encode_records(records)
+    values = one_per_event(records, batch_id=batch_ids)
     n = len(values)
     batch = ConsumedBatch(
         partitions=np.full(n, partition, np.int32),
         offsets=np.arange(first_offset, first_offset + n, dtype=np.int64),
-        keys=[None] * n, values=values, header_batch_ids=batch_ids,
+        keys=[None] * n, values=values,
         timestamps_ms=np.zeros(n, np.int64),
     )
     d = decode_batch(batch)

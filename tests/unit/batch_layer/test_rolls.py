@@ -1,7 +1,5 @@
-import dataclasses
 from datetime import date, timedelta
 
-import msgspec
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -15,19 +13,19 @@ from batch_layer.rolls import (
     slice_offsets,
     split_by_day_project,
 )
-from schemas.codec import encode_records, record_key
+from schemas.codec import record_key
+from tests.records import gateway_records, one_per_event
 from tests.unit.batch_layer.fixtures import DAY, make_events
 
 
 def consumed(records, partition=3, first_offset=100, extra_values=()):
-    values = encode_records(records) + list(extra_values)
+    values = one_per_event(records, batch_id="b1") + list(extra_values)
     n = len(values)
     return ConsumedBatch(
         partitions=np.full(n, partition, np.int32),
         offsets=np.arange(first_offset, first_offset + n, dtype=np.int64),
         keys=[record_key(r.project_id, r.api_key) for r in records] + [None] * len(extra_values),
         values=values,
-        header_batch_ids=["b1"] * n,
         timestamps_ms=np.full(n, 1_795_132_800_000, np.int64),
     )
 
@@ -45,14 +43,20 @@ def test_decode_batch_keeps_every_field_and_the_kafka_position():
     assert decoded.quarantine.num_rows == 0
 
 
-def test_batch_id_comes_from_the_body_and_from_the_header_for_older_records():
-    records = make_events(4)
-    records[0] = msgspec.structs.replace(records[0], batch_id="in-body")
-    records[2] = msgspec.structs.replace(records[2], batch_id="also-body")
-    batch = consumed(records, extra_values=[b"{not json"])
-    batch = dataclasses.replace(batch, header_batch_ids=["h0", "h1", "h2", None, "h4"])
-    table = decode_batch(batch).events
-    assert table.column("batch_id").to_pylist() == ["in-body", "h1", "also-body", None]
+def test_events_of_a_gateway_record_share_its_offset_and_batch_id():
+    records = make_events(120, projects=("acme",))
+    v2 = gateway_records(records, partitions=1, batch_id="B")
+    batch = ConsumedBatch(
+        partitions=np.full(2, 5, np.int32), offsets=np.array([8, 9], np.int64),
+        keys=[v2[0].key, None], values=[v2[0].value, b"{not v2"],
+        timestamps_ms=np.full(2, 1_795_132_800_000, np.int64))
+    decoded = decode_batch(batch)
+    table = decoded.events
+    assert table.schema == LAKE_ARROW_SCHEMA
+    assert table.column("event_id").to_pylist() == [r.event_id for r in records]
+    assert table.column("kafka_offset").to_pylist() == [8] * 120
+    assert table.column("batch_id").to_pylist() == ["B"] * 120
+    assert decoded.quarantine.column("kafka_offset").to_pylist() == [9]
 
 
 def test_undecodable_records_go_to_quarantine_with_their_offset():

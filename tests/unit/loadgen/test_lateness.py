@@ -15,9 +15,10 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from schemas.codec import encode_records, record_key
+from schemas.codec import record_key
 from speed_layer.decode import decode_poll
 from speed_layer.windows import ShardWindows
+from tests.records import one_per_event
 from tests.unit.loadgen.fixtures import gateway_records, small_spec
 from turnstile_cli.loadgen import generate, ground_truth
 
@@ -62,9 +63,13 @@ def run_windows(traffic, seed: int, in_flight: int, partitions: int = 3):
             poll = log[at:at + int(rng.integers(50, 900))]
             records = [r for r, _ in poll]
             batch = decode_poll(
-                topic="t", partition=p, values=encode_records(records),
+                topic="t", partition=p,
+                values=one_per_event(
+                    records, batch_id=[r.batch_id for r in records],
+                    first_index=[r.batch_index if r.batch_id else at + j
+                                 for j, r in enumerate(records)]),
                 keys=[record_key(r.project_id, r.api_key) for r in records],
-                offsets=range(at, at + len(poll)), header_batch_ids=[""] * len(poll),
+                offsets=range(at, at + len(poll)),
                 produced_ms=[1_000_000 + tick for _, tick in poll])
             found = windows.add(batch)
             if found is not None:

@@ -11,7 +11,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas.codec import decode_metric_columns, encode_records
 from schemas.event import EventRecord
 from schemas.records import (
     CANONICAL_PREFIX,
@@ -27,6 +26,7 @@ from schemas.records import (
     encode_columns,
     encode_event_records,
     event_record_columns,
+    event_value,
     load_schema_file,
     read_record,
     write_record,
@@ -233,22 +233,23 @@ def test_format_version_is_in_the_schema_metadata() -> None:
     assert record.value.startswith(CANONICAL_PREFIX)
 
 
-def test_metric_arrays_match_format_v1_for_the_same_events() -> None:
+def test_metric_arrays_match_the_events() -> None:
     batches = [make_batch(400, seed=s, batch_id=f"b{s}") for s in range(5)]
     values = [r.value for i, b in enumerate(batches)
               for r in encode_event_records(b, batch_id=f"b{i}", partitioner=12)]
     arrays, poison = decode_metric_arrays(values)
     assert poison == []
     v2 = arrays.to_metric_columns()
-    v1, _ = decode_metric_columns(encode_records([r for b in batches for r in b]))
-
-    def rows(c):  # v2 orders by partition inside a batch: compare as sets of rows
-        return sorted(zip(c.batch_id, c.batch_index.tolist(), c.project_id, c.api_key,
-                          c.endpoint, c.method, c.timestamp_us.tolist(),
-                          c.received_at_us.tolist(), c.status_code.tolist(),
-                          c.latency_ms.tolist(), c.request_bytes.tolist(),
-                          c.response_bytes.tolist(), strict=True))
-    assert rows(v2) == rows(v1)
+    got = sorted(zip(v2.batch_id, v2.batch_index.tolist(), v2.project_id, v2.api_key,
+                     v2.endpoint, v2.method, v2.timestamp_us.tolist(),
+                     v2.received_at_us.tolist(), v2.status_code.tolist(),
+                     v2.latency_ms.tolist(), v2.request_bytes.tolist(),
+                     v2.response_bytes.tolist(), strict=True))
+    want = sorted((f"b{i}", j, r.project_id, r.api_key, r.endpoint, r.method, r.timestamp_us,
+                   r.received_at_us, r.status_code, r.latency_ms, r.request_bytes,
+                   r.response_bytes)
+                  for i, b in enumerate(batches) for j, r in enumerate(b))
+    assert got == want
     assert arrays.api_key.type == pa.dictionary(pa.int32(), pa.string())
     assert len(arrays.batch_id.dictionary) == 5
     counts = np.bincount(arrays.positions, minlength=len(values))
@@ -281,7 +282,7 @@ def _poisons() -> dict[str, tuple[bytes, str]]:
     return {
         "garbage": (b"not arrow at all", "not an Arrow IPC stream"),
         "empty": (b"", "not an Arrow IPC stream"),
-        "v1 json": (encode_records(make_batch(1))[0], "not an Arrow IPC stream"),
+        "v1 json": (b'{"v": 1, "event_id": "x"}', "not an Arrow IPC stream"),
         "truncated": (write_record(t.to_batches()[0])[:-40], "not an Arrow IPC stream"),
         "no format": (_foreign(t, None), "turnstile.format is absent"),
         "format 3": (_foreign(t, {FORMAT_KEY: "3"}), "turnstile.format is '3'"),
@@ -329,6 +330,34 @@ def test_poison_records_are_reported_and_the_rest_kept(case: str) -> None:
 
 
 ROW_PROBLEMS_OUTSIDE_METRICS = {"null id", "nul in path", "nul in tag"}
+ROW_CASES = ("null id", "nul in path", "nul in key", "nul in tag", "nan latency",
+             "negative index")
+
+
+@pytest.mark.parametrize("case", ROW_CASES)
+def test_per_event_refuses_only_the_bad_event_of_a_record(case: str) -> None:
+    bad, reason = _poisons()[case]
+    good = [r.value for r in encode_event_records(make_batch(200), batch_id="b",
+                                                  partitioner=4)]
+    values = [good[0], bad, *good[1:]]
+    row = 2 if case == "nul in key" else 1
+    decoded = decode_records(values, per_event=True)
+    assert [(p.position, p.row, reason in p.reason) for p in decoded.poison] == [
+        (1, row, True)], decoded.poison
+    assert decoded.table.num_rows == 202
+    assert decoded.rows.tolist()[1] == 2
+    assert np.bincount(decoded.row_positions()).tolist()[1] == 2
+    value, event_id = event_value(bad, row)
+    alone = read_record(value)
+    assert alone.num_rows == 1 and alone.column("batch_index")[0].as_py() == (
+        -1 if case == "negative index" else row)
+    assert event_id == (None if case == "null id"
+                        else read_record(bad)["event_id"][row].as_py())
+    arrays, poison = decode_metric_arrays(values, per_event=True)
+    if case in ROW_PROBLEMS_OUTSIDE_METRICS:
+        assert len(arrays) == 203 and poison == []
+    else:
+        assert len(arrays) == 202 and [(p.position, p.row) for p in poison] == [(1, row)]
 
 
 def test_a_poll_of_nothing_but_poison_gives_an_empty_table() -> None:

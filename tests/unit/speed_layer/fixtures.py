@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 
-import msgspec
 import numpy as np
 
-from schemas.codec import encode_records, record_key
+from schemas.codec import record_key
 from schemas.event import EventRecord
 from speed_layer.decode import decode_poll
 from speed_layer.items import WINDOW_US, MetricRows, ShardBatch
+from tests.records import one_per_event
 
 T0_US = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
 ENDPOINTS = ["/users/{id}", "/orders", "/orders/{id}", "/health"]
@@ -44,27 +44,20 @@ def make_records(n: int, *, seed: int = 0, minutes: int = 3, projects: int = 2, 
 
 def make_batch(records: Sequence[EventRecord], *, partition: int = 0, first_offset: int = 0,
                batch_id: str | Sequence[str] = "", produced_ms: int | Sequence[int] = 0,
-               extra_values: Sequence[bytes] = (), id_in: str = "body",
+               extra_values: Sequence[bytes] = (),
                first_index: int | Sequence[int] = 0) -> ShardBatch:
-    """A decoded poll; the batch ids travel in the record bodies with each record's
-    position in its batch (``first_index`` onwards), as the gateway writes them, or, with
-    ``id_in="header"``, only in the headers (as older records)."""
+    """A decoded poll of one v2 record per event (so row i has offset ``first_offset + i``);
+    each event carries its batch id and its position in the batch (``first_index``
+    onwards), as the gateway writes them; "" gives a fresh id per call."""
     n = len(records) + len(extra_values)
-    ids = [batch_id] * n if isinstance(batch_id, str) else list(batch_id)
-    if id_in == "body":
-        index = (range(first_index, first_index + n) if isinstance(first_index, int)
-                 else first_index)
-        records = [msgspec.structs.replace(r, batch_id=b, batch_index=i) if b else r
-                   for r, b, i in zip(records, ids, index, strict=False)]
-        headers = [""] * n
-    else:
-        headers = ids
-    values = encode_records(records) + list(extra_values)
+    ids = [batch_id] * len(records) if isinstance(batch_id, str) else list(batch_id)
+    values = one_per_event(records, batch_id=ids[:len(records)],
+                           first_index=first_index if isinstance(first_index, int)
+                           else list(first_index)[:len(records)]) + list(extra_values)
     produced = [produced_ms] * n if isinstance(produced_ms, int) else list(produced_ms)
     keys = [record_key(r.project_id, r.api_key) for r in records] + [None] * len(extra_values)
     return decode_poll(topic="t", partition=partition, values=values, keys=keys,
-                       offsets=range(first_offset, first_offset + n), header_batch_ids=headers,
-                       produced_ms=produced)
+                       offsets=range(first_offset, first_offset + n), produced_ms=produced)
 
 
 def reference(records: Sequence[EventRecord]) -> dict[tuple, dict[str, float]]:

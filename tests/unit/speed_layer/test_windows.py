@@ -97,20 +97,14 @@ def test_partial_emission_carries_only_changed_series():
     assert len(w.emit()) == 1
 
 
-@pytest.mark.parametrize(("first_in", "retry_in"),
-                         [("body", "body"), ("header", "header"), ("header", "body")])
-def test_same_batch_id_published_twice_counts_once(first_in, retry_in):
-    """Wherever the id travels: in the body, only in the header (older records), or the
-    first attempt from an older gateway and the retry from a newer one."""
+def test_same_batch_id_published_twice_counts_once():
     records = make_records(100, minutes=1)
     w = windows()
-    w.add(make_batch(records[:60], batch_id="b1", produced_ms=1_000, id_in=first_in))
+    w.add(make_batch(records[:60], batch_id="b1", produced_ms=1_000))
     w.add(make_batch(records[60:], batch_id="b1", produced_ms=1_010, first_offset=60,
-                     id_in=first_in, first_index=60))
-    w.add(make_batch(records, batch_id="b1", produced_ms=9_000, first_offset=100,
-                     id_in=retry_in))
-    w.add(make_batch(records[:10], batch_id="b2", produced_ms=9_000, first_offset=200,
-                     id_in=retry_in))
+                     first_index=60))
+    w.add(make_batch(records, batch_id="b1", produced_ms=9_000, first_offset=100))
+    w.add(make_batch(records[:10], batch_id="b2", produced_ms=9_000, first_offset=200))
     rows = rows_as_dict([w.emit()])
     assert sum(r["request_count"] for r in rows.values()) == 110
     assert w.duplicates == 100
@@ -192,8 +186,7 @@ def test_poison_records_become_dead_letters_and_the_rest_counts():
 
 def test_a_snapshot_from_before_position_tracking_still_loads():
     w = windows()
-    w.add(make_batch(make_records(20, minutes=1), batch_id="old", produced_ms=1_000,
-                     id_in="header"))
+    w.add(make_batch(make_records(20, minutes=1), batch_id="old", produced_ms=1_000))
     del w.deduper.__dict__["counted"]  # the deduper as older versions pickled it
     restored = pickle.loads(pickle.dumps(w))  # noqa: S301 - bytes made just above
     restored.add(make_batch(make_records(5, minutes=1, seed=3), batch_id="new",
