@@ -94,6 +94,55 @@ async def _load(base: str, secret: str, clients: int, seconds: float) -> dict[st
             "p99_ms": round(float(np.percentile(ms, 99)), 1), "by_call": by_call}
 
 
+def _explain(url: str) -> dict[str, list[dict[str, Any]]]:
+    """EXPLAIN ANALYZE of each statement the dashboard's calls run, as the routes build them.
+
+    Wraps the repository's one fetch helper so the SQL is exactly the API's; the plans say
+    which aggregate and how many chunks/digests each call reads, and where its time goes.
+    """
+    from psycopg import sql
+
+    from query_api import repository as repo
+    from query_api.params import Rollup, TimeRange, align, auto_step, rollup_for_step
+
+    captured: list[dict[str, Any]] = []
+    original = repo._fetch
+
+    def explained(conn: Any, query: Any, params: Any) -> list[dict[str, Any]]:
+        with conn.cursor() as cur:
+            cur.execute(sql.SQL("EXPLAIN (ANALYZE, BUFFERS) ") + query, params)
+            lines = [r[0] for r in cur.fetchall()]
+        timing = {ln.split(":")[0].strip(): float(ln.split(":")[1].split()[0])
+                  for ln in lines if ln.startswith(("Planning Time", "Execution Time"))}
+        captured.append({"planning_ms": timing.get("Planning Time"),
+                         "execution_ms": timing.get("Execution Time"), "plan": lines[:60]})
+        return original(conn, query, params)
+
+    out: dict[str, list[dict[str, Any]]] = {}
+    repo._fetch = explained
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            for range_name, seconds in RANGES.items():
+                end = datetime.now(UTC)
+                rng = TimeRange(end - timedelta(seconds=seconds), end)
+                step = auto_step(rng)
+                table = rollup_for_step(step) or Rollup.MINUTE
+                aligned = align(rng, table.seconds)
+                repo.series(conn, table, PROJECT, align(rng, step), step)
+                repo.totals(conn, table, PROJECT, align(rng, step))
+                out[f"historical_{range_name}"] = captured[:]
+                captured.clear()
+                repo.breakdown(conn, table, PROJECT, aligned, ["method", "endpoint"], limit=50)
+                out[f"endpoints_{range_name}"] = captured[:]
+                captured.clear()
+                repo.breakdown(conn, table, PROJECT, aligned, ["api_key"], limit=10)
+                out[f"consumers_{range_name}"] = captured[:]
+                captured.clear()
+    finally:
+        repo._fetch = original
+    return out
+
+
 def _start_api(url: str, port: int, workers: int, state: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "TURNSTILE_DATABASE_URL": url, "TURNSTILE_STATE_DIR": str(state),
            "TURNSTILE_QUERY_LAKE_ROOT": str(state / "lake")}
@@ -150,6 +199,7 @@ def run(url: str, args: argparse.Namespace) -> dict[str, Any]:
         finally:
             proc.terminate()
             proc.wait(timeout=30)
+    explain = _explain(url) if args.explain else {}
     figures = {k: statistics.median(r[k] for r in runs)
                for k in ("queries_per_s", "p50_ms", "p99_ms")}
     return {
@@ -164,6 +214,7 @@ def run(url: str, args: argparse.Namespace) -> dict[str, Any]:
                  "ranges": list(RANGES), "client": "one asyncio process (httpx), same machine"},
         "figures": figures,
         "single_client": single,
+        "explain_analyze": explain,
         "runs": runs,
         "targets": TARGETS,
         "before_project_aggregates": {"queries_per_s": 10, "p50_ms": 1500, "p99_ms": 2800,
@@ -181,6 +232,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--rows-per-minute", type=int, default=380)
     parser.add_argument("--count-p", type=float, default=0.125)
+    parser.add_argument("--explain", action=argparse.BooleanOptionalAction, default=True,
+                        help="EXPLAIN ANALYZE each call's SQL after the runs")
     args = parser.parse_args()
     load_before = machine()["load_average_1_5_15"]
     with private_database() as url:
@@ -196,6 +249,9 @@ def main() -> None:
         print(f"{name:22} {x['n']:7} {x['p50_ms']:8.1f} {x['p99_ms']:8.1f}")
     s = result["single_client"]
     print(f"one client alone: p50 {s['p50_ms']} ms, p99 {s['p99_ms']} ms")
+    for name, stmts in result["explain_analyze"].items():
+        print(f"  EXPLAIN {name}: " + ", ".join(
+            f"plan {x['planning_ms']} ms + run {x['execution_ms']} ms" for x in stmts))
     print(f"median: {f['queries_per_s']} q/s (target >= {TARGETS['queries_per_s']}), "
           f"p50 {f['p50_ms']} ms, p99 {f['p99_ms']} ms (target < {TARGETS['p99_ms']})")
     print(f"written to {RESULTS}", file=sys.stderr)
