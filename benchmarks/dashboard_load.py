@@ -5,10 +5,11 @@
 Fills a private PostgreSQL + TimescaleDB with a day of one project's minutes: 1,000
 consumers over 50 endpoints, about 20,000 metrics_1m rows in the last hour and ~3.8 M
 events in all (``benchmarks.query_api.fill``; aggregates refreshed as their policies
-would). Starts ``turnstile query`` (uvicorn, ``--workers`` processes) on a free port and
-runs ``--clients`` dashboards in one asyncio process: each loads its range as the page
-does (``query_api/static/dashboard.js``: historical with granularity auto, endpoints
-limit 50, consumers limit 10, sent together with an explicit [start, end) computed from
+would, chunks older than 2 h compressed as the policy keeps them). Starts ``turnstile
+query`` (uvicorn, ``--workers`` processes) on a free port and runs ``--clients``
+dashboards in one asyncio process: each loads its range as the page does
+(``query_api/static/dashboard.js``: historical with granularity auto, endpoints limit
+50, consumers limit 10, sent together with an explicit [start, end) computed from
 the clock), then loads again at once. Half the clients show the last 24 h, half the last
 hour. Counted: completed calls per second and their p50/p99, per run after a warm-up;
 the median over ``--runs``. One client alone is measured first (the no-contention cost).
@@ -175,7 +176,8 @@ def run(url: str, args: argparse.Namespace) -> dict[str, Any]:
         keystore.create_project(conn, PROJECT)
         secret = keystore.create_key(conn, PROJECT, KeyKind.READ).secret
         t0 = time.perf_counter()
-        fill(conn, now, days=1, rows_per_minute=args.rows_per_minute, count_p=args.count_p)
+        fill(conn, now, days=1, rows_per_minute=args.rows_per_minute, count_p=args.count_p,
+             compress=True)
         fill_s = time.perf_counter() - t0
         row = conn.execute(
             "SELECT count(*), sum(request_count), count(*) FILTER (WHERE bucket >= %s),"
