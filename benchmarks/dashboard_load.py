@@ -55,11 +55,15 @@ def _params(call: str, seconds: int) -> dict[str, str | int]:
 
 
 async def _dashboard(client: httpx.AsyncClient, range_name: str, until: float, count_from: float,
-                     samples: list[tuple[str, str, float]]) -> None:
+                     samples: list[tuple[str, str, float]], errors: list[str]) -> None:
     """One page reloading its range as fast as its answers come back."""
     async def one(call: str) -> None:
         t = time.perf_counter()
-        r = await client.get(A + call, params=_params(call, RANGES[range_name]))
+        try:
+            r = await client.get(A + call, params=_params(call, RANGES[range_name]))
+        except httpx.TransportError as exc:  # e.g. a keep-alive connection closed by uvicorn
+            errors.append(f"{call} {range_name}: {exc!r}")
+            return
         if r.status_code != 200:
             raise RuntimeError(f"{call} {range_name}: {r.status_code} {r.text[:300]}")
         if t >= count_from:
@@ -71,13 +75,15 @@ async def _dashboard(client: httpx.AsyncClient, range_name: str, until: float, c
 
 async def _load(base: str, secret: str, clients: int, seconds: float) -> dict[str, Any]:
     samples: list[tuple[str, str, float]] = []
+    errors: list[str] = []
     limits = httpx.Limits(max_connections=clients * len(CALLS))
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60,
                                  headers={"Authorization": f"Bearer {secret}"}) as client:
         start = time.perf_counter()
         count_from, until = start + WARMUP_S, start + WARMUP_S + seconds
         await asyncio.gather(*(_dashboard(client, list(RANGES)[i % len(RANGES)], until,
-                                          count_from, samples) for i in range(clients)))
+                                          count_from, samples, errors)
+                               for i in range(clients)))
         # calls still in flight at ``until`` finish after it; count the true span
         span = max(time.perf_counter(), until) - count_from
     ms = np.array([s[2] for s in samples]) * 1000
@@ -89,7 +95,8 @@ async def _load(base: str, secret: str, clients: int, seconds: float) -> dict[st
                 by_call[f"{call}_{range_name}"] = {
                     "n": len(x), "p50_ms": round(float(np.percentile(x, 50)), 1),
                     "p99_ms": round(float(np.percentile(x, 99)), 1)}
-    return {"queries": len(ms), "seconds": round(span, 2),
+    return {"queries": len(ms), "transport_errors": len(errors), "first_errors": errors[:3],
+            "seconds": round(span, 2),
             "queries_per_s": round(len(ms) / span, 1),
             "p50_ms": round(float(np.percentile(ms, 50)), 1),
             "p99_ms": round(float(np.percentile(ms, 99)), 1), "by_call": by_call}
@@ -138,6 +145,10 @@ def _explain(url: str) -> dict[str, list[dict[str, Any]]]:
                 captured.clear()
                 repo.breakdown(conn, table, PROJECT, aligned, ["api_key"], limit=10)
                 out[f"consumers_{range_name}"] = captured[:]
+                captured.clear()
+                # every consumer's digests merged (what ranking before the cut costs)
+                repo.breakdown(conn, table, PROJECT, aligned, ["api_key"], limit=None)
+                out[f"consumers_{range_name}_all_groups"] = captured[:]
                 captured.clear()
     finally:
         repo._fetch = original
@@ -232,7 +243,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--rows-per-minute", type=int, default=380)
+    parser.add_argument("--rows-per-minute", type=int, default=420)
     parser.add_argument("--count-p", type=float, default=0.125)
     parser.add_argument("--explain", action=argparse.BooleanOptionalAction, default=True,
                         help="EXPLAIN ANALYZE each call's SQL after the runs")
