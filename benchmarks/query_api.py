@@ -6,8 +6,12 @@ consumer and endpoint activity follow Zipf laws, so each minute holds ROWS_PER_M
 (consumer, endpoint, status class) series, not 50,000. metrics_1h and metrics_1d (and
 the project-wide aggregates) are continuous aggregates of it, refreshed after the fill.
 Then each query is run through the real app (TestClient: auth, SQL, JSON) with varied
-consumers/endpoints; p50/p99 per query, median over ROUNDS rounds. Baseline, same run:
-the 90-day per-consumer series computed from metrics_1m instead of the rollups.
+consumers/endpoints; p50/p99 per query, median over ROUNDS rounds. Baselines, same run:
+a consumer's month computed from metrics_1m instead of the rollups, and the month's top
+endpoints merged from every consumer's hours (metrics_1h) instead of the per-endpoint
+aggregates. Chunks older than 2 h are compressed first, as the policy keeps them
+(BENCH_COMPRESS=0 skips it). BENCH_DAYS / BENCH_ROWS_PER_MINUTE / BENCH_RUNS shrink it
+(recorded in the results).
 """
 
 from __future__ import annotations
@@ -22,17 +26,22 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, LiteralString
 
 import numpy as np
 import psycopg
 
 from schemas.metric_policies import refresh_aggregates
 
-KEYS, ENDPOINTS, DAYS = 1000, 50, 30
+KEYS, ENDPOINTS = 1000, 50
+DAYS = int(os.environ.get("BENCH_DAYS", "30"))
 ROWS_PER_MINUTE = int(os.environ.get("BENCH_ROWS_PER_MINUTE", "120"))
-ROUNDS, RUNS = 3, 40
+COMPRESS = os.environ.get("BENCH_COMPRESS", "1") == "1"
+ROUNDS, RUNS = 3, int(os.environ.get("BENCH_RUNS", "40"))
 PROJECT = "bench"
 RESULTS = Path(__file__).resolve().parent / "results" / "query_api.json"
 
@@ -53,7 +62,16 @@ def _digests(rng: np.random.Generator) -> dict[int, list[str]]:
     return out
 
 
-def fill(conn: psycopg.Connection, now: datetime) -> int:
+def fill(conn: psycopg.Connection, now: datetime, *, days: int = DAYS,
+         rows_per_minute: int = ROWS_PER_MINUTE, count_p: float = 0.15,
+         refresh: bool = True, compress: bool = False) -> int:
+    """COPY ``days`` of Zipf-shaped minutes ending at ``now``; returns the rows written.
+
+    ``count_p`` is the geometric law of requests per row (mean 1/p, capped at 200);
+    ``refresh`` materializes the continuous aggregates over the filled range; ``compress``
+    then compresses the chunks the policy would have (older than 2 hours), so queries
+    meet the steady state rather than whatever the policy job reached during the run.
+    """
     rng = np.random.default_rng(7)
     digests = _digests(rng)
     key_w = 1 / np.arange(1, KEYS + 1) ** 1.1
@@ -61,14 +79,14 @@ def fill(conn: psycopg.Connection, now: datetime) -> int:
     key_w, ep_w = key_w / key_w.sum(), ep_w / ep_w.sum()
     methods = ["GET", "POST", "PUT", "DELETE"]
     ep_method = [methods[i % 4] if i % 3 else "GET" for i in range(ENDPOINTS)]
-    start = (now - timedelta(days=DAYS)).replace(second=0, microsecond=0)
-    minutes = DAYS * 1440 + int((now - start - timedelta(days=DAYS)).total_seconds() // 60) + 1
+    start = (now - timedelta(days=days)).replace(second=0, microsecond=0)
+    minutes = days * 1440 + int((now - start - timedelta(days=days)).total_seconds() // 60) + 1
     total = 0
     chunk = 1440
     for first in range(0, minutes, chunk):
         n_min = min(chunk, minutes - first)
-        n = n_min * ROWS_PER_MINUTE
-        minute = np.repeat(np.arange(first, first + n_min), ROWS_PER_MINUTE)
+        n = n_min * rows_per_minute
+        minute = np.repeat(np.arange(first, first + n_min), rows_per_minute)
         keys = rng.choice(KEYS, n, p=key_w)
         eps = rng.choice(ENDPOINTS, n, p=ep_w)
         cls = rng.choice([2, 3, 4, 5], n, p=[0.93, 0.02, 0.04, 0.01])
@@ -76,7 +94,7 @@ def fill(conn: psycopg.Connection, now: datetime) -> int:
         packed = ((minute.astype(np.int64) * KEYS + keys) * ENDPOINTS + eps) * 8 + cls
         _, idx = np.unique(packed, return_index=True)
         minute, keys, eps, cls = minute[idx], keys[idx], eps[idx], cls[idx]
-        count = np.minimum(rng.geometric(0.15, len(idx)), 200)
+        count = np.minimum(rng.geometric(count_p, len(idx)), 200)
         variant = rng.integers(0, 4, len(idx))
         buf = io.StringIO()
         for m, k, e, c, r, v in zip(minute.tolist(), keys.tolist(), eps.tolist(), cls.tolist(),
@@ -92,12 +110,61 @@ def fill(conn: psycopg.Connection, now: datetime) -> int:
             "latency_max, latency_digest, bytes_in, bytes_out) FROM STDIN") as copy:
             copy.write(buf.getvalue())
         total += len(idx)
-        print(f"  day {first // 1440 + 1}/{DAYS + 1}: {total:,} rows", file=sys.stderr)
-    # the continuous aggregates (and the project-wide ones) materialize the month, as their
-    # policies would have while it was written
-    refresh_aggregates(conn, start - timedelta(days=1))
+        print(f"  day {first // 1440 + 1}/{days + 1}: {total:,} rows", file=sys.stderr)
+    if refresh:
+        # the continuous aggregates (and the project-wide ones) materialize the range, as
+        # their policies would have while it was written
+        t = time.perf_counter()
+        refresh_aggregates(conn, start - timedelta(days=1))
+        print(f"  aggregates refreshed in {time.perf_counter() - t:.0f} s", file=sys.stderr)
+    if compress:
+        t = time.perf_counter()
+        n = len(conn.execute(
+            "SELECT compress_chunk(c, if_not_compressed => true) FROM show_chunks("
+            "'metrics_1m', older_than => now() - INTERVAL '2 hours') c").fetchall())
+        print(f"  {n} chunks compressed in {time.perf_counter() - t:.0f} s", file=sys.stderr)
     conn.execute("VACUUM ANALYZE")
     return total
+
+
+def machine() -> dict[str, Any]:
+    """The shared machine as it was during the run: cores, memory, load average."""
+    return {"cores": os.cpu_count(), "memory_gib": round(
+        os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "python": platform.python_version(),
+        "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()]}
+
+
+def command(module: str) -> str:
+    """The exact command, with the BENCH_* variables that changed its size."""
+    env = " ".join(f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("BENCH_"))
+    return f"{env + ' ' if env else ''}python -m {module} {' '.join(sys.argv[1:])}".strip()
+
+
+@contextmanager
+def private_database() -> Iterator[str]:
+    """A migrated database: $TURNSTILE_DATABASE_URL, or a PostgreSQL in a temp folder."""
+    from schemas.migrate import migrate
+    from turnstile_cli.stack import PostgresServer, free_ports
+
+    external = os.environ.get("TURNSTILE_DATABASE_URL")
+    server, root = None, None
+    if external:
+        url = external
+    else:
+        root = Path(tempfile.mkdtemp(prefix="turnstile-bench-"))
+        root.chmod(0o755)
+        server = PostgresServer(root, free_ports(1)[0])
+        server.start()
+        url = server.database_url
+    try:
+        migrate(url)
+        yield url
+    finally:
+        if server is not None:
+            server.stop()
+        if root is not None:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def percentiles(samples: list[float]) -> tuple[float, float]:
@@ -105,7 +172,7 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
     return float(np.percentile(arr, 50)), float(np.percentile(arr, 99))
 
 
-def run(database_url: str) -> dict:
+def run(database_url: str) -> dict[str, Any]:
     from fastapi.testclient import TestClient
 
     from query_api.app import create_app
@@ -119,7 +186,7 @@ def run(database_url: str) -> dict:
         keystore.create_project(conn, PROJECT)
         secret = keystore.create_key(conn, PROJECT, KeyKind.READ).secret
         t0 = time.perf_counter()
-        rows = fill(conn, now)
+        rows = fill(conn, now, compress=COMPRESS)
         fill_s = time.perf_counter() - t0
         sizes = {t: conn.execute("SELECT count(*) FROM " + t).fetchone()[0]  # noqa: S608
                  for t in ("metrics_1m", "metrics_1h", "metrics_1d")}
@@ -138,8 +205,22 @@ def run(database_url: str) -> dict:
         "consumer_series_90d": lambda: (f"{A}/historical", {
             "start": "now-90d", "api_key": f"key-{rnd.randrange(KEYS):04d}"}),
         "top_endpoints_30d": lambda: (f"{A}/endpoints", {"start": "now-30d", "limit": 50}),
-        "baseline_consumer_series_30d_from_1m": lambda: (f"{A}/historical", {
-            "start": "now-30d", "granularity": "1d", "api_key": "__1m__"}),
+        "baseline_consumer_series_30d_from_1m": lambda: ("", {}),
+        "baseline_top_endpoints_30d_from_1h": lambda: ("", {}),
+    }
+    baselines: dict[str, LiteralString] = {
+        # a consumer's month from the minutes, not the rollups
+        "baseline_consumer_series_30d_from_1m": (
+            "SELECT date_bin('1 day', bucket, '1970-01-01'), sum(request_count),"
+            " tdigest_percentile(latency_digest, ARRAY[.5,.95,.99]) "
+            "FROM metrics_1m WHERE project_id = %(p)s AND bucket >= %(start)s "
+            "AND api_key = %(key)s GROUP BY 1"),
+        # top endpoints as before the project-wide aggregates: every consumer's hours merged
+        "baseline_top_endpoints_30d_from_1h": (
+            "SELECT endpoint, method, sum(request_count),"
+            " tdigest_percentile(latency_digest, ARRAY[.5,.95,.99]) "
+            "FROM metrics_1h WHERE project_id = %(p)s AND bucket >= %(start)s "
+            "GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 50"),
     }
     rounds: dict[str, list[tuple[float, float]]] = {q: [] for q in queries}
     with TestClient(app) as client, psycopg.connect(database_url, autocommit=True) as conn:
@@ -149,14 +230,11 @@ def run(database_url: str) -> dict:
                 for _ in range(RUNS if not name.startswith("baseline") else 5):
                     path, params = make()
                     t = time.perf_counter()
-                    if name.startswith("baseline"):
+                    if name in baselines:
                         key = f"key-{rnd.randrange(KEYS):04d}"
-                        conn.execute(
-                            "SELECT date_bin('1 day', bucket, '1970-01-01'), sum(request_count),"
-                            " tdigest_percentile(latency_digest, ARRAY[.5,.95,.99]) "
-                            "FROM metrics_1m WHERE project_id = %s AND bucket >= %s "
-                            "AND api_key = %s GROUP BY 1", (PROJECT, now - timedelta(days=30),
-                                                            key)).fetchall()
+                        conn.execute(baselines[name],
+                                     {"p": PROJECT, "start": now - timedelta(days=30),
+                                      "key": key}).fetchall()
                     else:
                         r = client.get(path, params=params, headers=headers)
                         if r.status_code != 200:
@@ -164,50 +242,40 @@ def run(database_url: str) -> dict:
                     samples.append(time.perf_counter() - t)
                 rounds[name].append(percentiles(samples))
     shutil.rmtree(lake, ignore_errors=True)
-    figures = {name: {"p50_ms": round(statistics.median(p[0] for p in r), 2),
+    figures: dict[str, Any] = {name: {"p50_ms": round(statistics.median(p[0] for p in r), 2),
                       "p99_ms": round(statistics.median(p[1] for p in r), 2)}
                for name, r in rounds.items()}
     figures["ratio_vs_baseline_consumer_series"] = round(
         figures["baseline_consumer_series_30d_from_1m"]["p50_ms"]
         / figures["consumer_series_90d"]["p50_ms"], 1)
+    figures["ratio_vs_baseline_top_endpoints"] = round(
+        figures["baseline_top_endpoints_30d_from_1h"]["p50_ms"]
+        / figures["top_endpoints_30d"]["p50_ms"], 1)
     return {
         "benchmark": "query_api",
-        "command": "python -m benchmarks.query_api",
+        "command": command("benchmarks.query_api"),
+        "storage": "TimescaleDB: metrics_1m hypertable, continuous aggregates (tdigest merges)",
         "data": {"days": DAYS, "api_keys": KEYS, "endpoints": ENDPOINTS,
                  "rows_per_minute_drawn": ROWS_PER_MINUTE, "rows": sizes,
+                 "metrics_1m_compressed_older_than_2h": COMPRESS,
                  "fill_seconds": round(fill_s, 1), "rows_copied": rows},
-        "rounds": ROUNDS, "runs_per_round": RUNS,
+        "rounds": ROUNDS, "runs_per_round": RUNS, "runs_per_round_baselines": 5,
         "figures": figures,
-        "targets": {"realtime_5m_p99_ms": 50, "consumer_series_90d_p99_ms": 200},
-        "machine": {"cores": os.cpu_count(), "memory_gib": round(
-            os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-            "python": platform.python_version()},
+        "targets": {"realtime_5m_p99_ms": 50, "consumer_series_90d_p99_ms": 200,
+                    "top_endpoints_30d_p50_ms": 300},
+        "before_timescaledb": {"top_endpoints_30d_p50_ms": 1828.28,
+                               "realtime_5m_p99_ms": 25.46, "consumer_series_90d_p99_ms": 36.45,
+                               "measured_at": "2026-11-23T18:19:52+00:00"},
+        "machine": machine(),
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 
 def main() -> None:
-    from schemas.migrate import migrate
-    from turnstile_cli.stack import PostgresServer, free_ports
-
-    external = os.environ.get("TURNSTILE_DATABASE_URL")
-    server, root = None, None
-    if external:
-        url = external
-    else:
-        root = Path(tempfile.mkdtemp(prefix="turnstile-bench-"))
-        root.chmod(0o755)
-        server = PostgresServer(root, free_ports(1)[0])
-        server.start()
-        url = server.database_url
-    try:
-        migrate(url)
+    load_before = machine()["load_average_1_5_15"]
+    with private_database() as url:
         result = run(url)
-    finally:
-        if server is not None:
-            server.stop()
-        if root is not None:
-            shutil.rmtree(root, ignore_errors=True)
+    result["machine"]["load_average_at_start"] = load_before
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     print(f"{'query':42} {'p50 ms':>9} {'p99 ms':>9}")
