@@ -20,6 +20,7 @@ import os
 import platform
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -287,9 +288,14 @@ class Run:
                 "dead_letters_by_component": dict(dead_letters(self.stack))}
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     opts = parse(args)
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` and CI timeouts still stop the stack
     state = Path(tempfile.mkdtemp(prefix="turnstile-chaos-"))
     state.chmod(0o755)  # PostgreSQL runs as its own user and must enter the folder
     stack = ChaosStack.on_free_ports(state)
