@@ -57,6 +57,8 @@ _SOURCES: Final = tuple(
     for f in EVENT_RECORD_V2_SCHEMA
 )
 _ZEROS: Final = pa.array(np.zeros(MAX_EVENTS_PER_RECORD, dtype=np.int16))
+_ALL_NULL_CODED: Final = pa.DictionaryArray.from_arrays(
+    pa.nulls(MAX_EVENTS_PER_RECORD, pa.int16()), pa.array([], pa.string()))
 # ``EventRecord`` fields in declaration order (what ``astuple`` returns), and the v2 column
 # built from each (times as int64 µs, viewed as timestamps afterwards).
 _RECORD_FIELDS: Final = tuple(f.name for f in struct_fields(EventRecord))
@@ -330,8 +332,11 @@ def encode_columns(
     plain = pa.RecordBatch.from_arrays([cols[name] for name in _PLAIN], names=list(_PLAIN))
     if not bool((order[1:] > order[:-1]).all()):
         plain = plain.take(pa.array(order))
-    coded = {name: _local_dictionaries(cols[name][0][order], cols[name][1], record_of_row,
-                                       len(starts))
+    # A column null in the whole batch (often country, function) needs no re-coding: every
+    # record takes a slice of one all-null column with an empty dictionary.
+    coded = {name: None if bool((cols[name][0] < 0).all()) else
+             _local_dictionaries(cols[name][0][order], cols[name][1], record_of_row,
+                                 len(starts))
              for name in DICTIONARY_COLUMNS if name != _BATCH_ID_COL}
     batch_ids = pa.DictionaryArray.from_arrays(
         _ZEROS.slice(0, int(lengths.max())), pa.array([batch_id]))
@@ -346,7 +351,11 @@ def encode_columns(
             if kind == "plain":
                 arrays.append(plain_columns[index])
             elif kind == "coded":
-                indices, values, value_starts = coded[name]
+                local = coded[name]
+                if local is None:
+                    arrays.append(_ALL_NULL_CODED.slice(0, length))
+                    continue
+                indices, values, value_starts = local
                 a, b = value_starts[r], value_starts[r + 1]
                 arrays.append(pa.DictionaryArray.from_arrays(
                     indices.slice(s, length), values.slice(a, b - a), safe=False))
