@@ -214,8 +214,18 @@ def _rss_peaks_mib(pids: list[int]) -> tuple[float, float]:
 
 
 def service_pids(stack: ChaosStack) -> dict[str, list[int]]:
-    rows = stack.status()
-    out = {name: _descendants(row.pid) for name, row in rows.items() if row.pid}
+    """Each component's processes: its pid and its children, not another component's tree
+    (the supervisor is every service's parent)."""
+    roots = {name: row.pid for name, row in stack.status().items() if row.pid}
+    others = set(roots.values())
+    out = {}
+    for name, pid in roots.items():
+        mine = _descendants(pid)
+        for other in others - {pid}:
+            if other in mine:
+                theirs = set(_descendants(other))
+                mine = [p for p in mine if p not in theirs]
+        out[name] = mine
     out["load client"] = [os.getpid()]
     return out
 
@@ -316,6 +326,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second TERM must not skip this
         stack.down()
+        logs = state / "logs"
+        if logs.exists():  # the services' logs outlive the state folder, for a failed run
+            shutil.copytree(logs, Path(tempfile.gettempdir()) / f"{state.name}-logs",
+                            dirs_exist_ok=True)
         shutil.rmtree(state, ignore_errors=True)
     sustained = measured["sustained_events_per_s"]
     result = {
