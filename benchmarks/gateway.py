@@ -52,7 +52,9 @@ DURATION_S = float(os.environ.get("BENCH_DURATION_S", "10"))
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 BASELINE_RECORDS = 300_000
 WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
-PROFILE = os.environ.get("BENCH_PROFILE", "1") != "0"
+# py-spy (a dev dependency) next to the interpreter; without it the profiled run is skipped.
+PROFILE = (os.environ.get("BENCH_PROFILE", "1") != "0"
+           and Path(sys.executable).with_name("py-spy").exists())
 TARGET_EVENTS_PER_S = 250_000
 RESULTS = Path(os.environ.get("BENCH_RESULTS") or
                Path(__file__).resolve().parent / "results" / "gateway.json")
