@@ -1,13 +1,17 @@
 """Gateway throughput, end to end: ``python -m benchmarks.gateway``.
 
 Starts a private Kafka + PostgreSQL (temp folder, free ports; or $TURNSTILE_KAFKA_BOOTSTRAP
-and $TURNSTILE_DATABASE_URL), then ``turnstile gateway --workers 2``. A load client on
-127.0.0.1 (CLIENTS threads, keep-alive connections) posts gzip'd batches of 1,000 realistic
-events for DURATION_S seconds per run; a batch counts once the gateway answered 202, i.e.
-once Kafka acknowledged all of it (idempotent producer, acks=all, lz4). Baseline in the
-same run: a plain confluent-kafka producer with the gateway's configuration pushing the same
-encoded records from one process, flushed (the practical limit of the broker on this box).
-Figures are medians over RUNS runs.
+and $TURNSTILE_DATABASE_URL), then ``turnstile gateway --workers N`` (BENCH_WORKERS, 2).
+A load client on 127.0.0.1 (CLIENTS threads, keep-alive connections) posts gzip'd batches
+of 1,000 realistic events for DURATION_S seconds per run; a batch counts once the gateway
+answered 202, i.e. once Kafka acknowledged all of it (idempotent producer, acks=all, lz4).
+Baseline in the same run: a plain confluent-kafka producer with the gateway's
+configuration pushing the same encoded records from one process, flushed (the practical
+limit of the broker on this box).
+Figures are medians over RUNS runs. Then one more load run with ``py-spy`` sampling every
+worker (BENCH_PROFILE=0 skips it): where a worker's CPU goes, by stage (gzip, JSON decode,
+validation, Arrow build, produce, HTTP), so a missed target shows what stops it.
+BENCH_BEFORE=<results file> embeds an earlier run's figures (the code before a change).
 """
 
 from __future__ import annotations
@@ -47,9 +51,20 @@ CLIENTS = int(os.environ.get("BENCH_CLIENTS", "16"))  # enough in flight to cove
 DURATION_S = float(os.environ.get("BENCH_DURATION_S", "10"))
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 BASELINE_RECORDS = 300_000
-WORKERS = 2
-TARGET_EVENTS_PER_S = 150_000
-RESULTS = Path(__file__).resolve().parent / "results" / "gateway.json"
+WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
+# py-spy (a dev dependency) next to the interpreter; without it the profiled run is skipped.
+PROFILE = (os.environ.get("BENCH_PROFILE", "1") != "0"
+           and Path(sys.executable).with_name("py-spy").exists())
+TARGET_EVENTS_PER_S = 250_000
+RESULTS = Path(os.environ.get("BENCH_RESULTS") or
+               Path(__file__).resolve().parent / "results" / "gateway.json")
+# A sampled stack belongs to the first stage whose function it holds (innermost wins).
+_STAGES = (("gzip inflate", "decode_body"), ("JSON decode (msgspec)", "decode_incoming"),
+           ("validation", "validate_events"), ("enrichment", "enrich"),
+           ("Arrow build: columns", "event_record_columns"),
+           ("Arrow build: records + IPC", "encode_columns"),
+           ("produce + wait", "publish"), ("body read", "read"),
+           ("Kafka poll thread", "_poll"))
 
 _ENDPOINTS = ["/v1/users/{id}", "/v1/orders/{id}", "/v1/orders", "/v1/search", "/v1/items/{id}",
               "/v1/payments/{id}/refunds", "/health", "/v1/users/{id}/settings"]
@@ -236,6 +251,39 @@ class CpuSplit:
         self.cores = {k: v / elapsed for k, v in used.items()}
 
 
+def _stage_of(stack: str) -> str:
+    frames = [f.split(" (", 1)[0] for f in stack.split(";")]
+    for frame in reversed(frames):
+        for stage, function in _STAGES:
+            if frame == function or frame.endswith("." + function):
+                return stage
+    return "HTTP, ASGI and the event loop (uvicorn, starlette, fastapi)"
+
+
+def profile_workers(pids: list[int], seconds: float, out_dir: Path) -> dict[str, float]:
+    """``py-spy`` on each worker for ``seconds``: share of sampled (busy) time per stage."""
+    spy = Path(sys.executable).with_name("py-spy")
+    procs = [subprocess.Popen([str(spy), "record", "-p", str(pid), "-d", str(int(seconds)),
+                               "-r", "200", "-f", "raw", "--nonblocking",
+                               "-o", str(out_dir / f"spy-{pid}.txt")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for pid in pids]
+    for proc in procs:
+        proc.wait(seconds + 60)
+    counts: dict[str, int] = {}
+    for pid in pids:
+        path = out_dir / f"spy-{pid}.txt"
+        if not path.exists():
+            continue
+        for line in path.read_text().splitlines():
+            stack, _, n = line.rpartition(" ")
+            if stack and n.isdigit():
+                stage = _stage_of(stack)
+                counts[stage] = counts.get(stage, 0) + int(n)
+    total = sum(counts.values()) or 1
+    return {k: round(v / total, 3) for k, v in sorted(counts.items(), key=lambda kv: -kv[1])}
+
+
 def wait_ready(port: int, proc: subprocess.Popen, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -252,7 +300,52 @@ def wait_ready(port: int, proc: subprocess.Popen, timeout: float = 60.0) -> None
     raise RuntimeError("gateway not ready")
 
 
+def stage_costs(project: str = "bench", repeats: int = 5) -> dict[str, float]:
+    """CPU µs per event of each request stage, in this process (``time.process_time``).
+
+    CPU time, not wall time: on a shared machine a stage's CPU cost barely moves with the
+    load while throughput does, so this is the before/after comparison that holds. Best
+    of ``repeats`` passes over the benchmark's bodies.
+    """
+    from ingest_gateway.body import decode_body
+    from schemas.records import KeyPartitioner
+    from schemas.validation import decode_incoming, validate_events
+
+    rng = random.Random(42)
+    raw = [json.dumps(b, separators=(",", ":")).encode() for b in realistic_bodies(rng)]
+    wire = [gzip.compress(r, compresslevel=5) for r in raw]
+    partitioner = KeyPartitioner(12)
+    now_us = time.time_ns() // 1000
+    best: dict[str, float] = {}
+    for _ in range(repeats):
+        spent = dict.fromkeys(("gzip inflate", "JSON decode", "validation", "Arrow records"),
+                              0.0)
+        for i, body in enumerate(wire):
+            t0 = time.process_time()
+            plain = decode_body(body, "gzip", 5 * 1024 * 1024)
+            t1 = time.process_time()
+            decoded = decode_incoming(plain)
+            t2 = time.process_time()
+            batch = validate_events(decoded.items, project_id=project, received_at_us=now_us,
+                                    batch_id=f"b{i}", check_text=decoded.check_text)
+            t3 = time.process_time()
+            encode_event_records(batch.records, batch_id=f"b{i}", partitioner=partitioner)
+            t4 = time.process_time()
+            for k, v in zip(spent, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+                spent[k] += v
+        events = len(wire) * EVENTS_PER_BATCH
+        for k, v in spent.items():
+            best[k] = min(best.get(k, float("inf")), v * 1e6 / events)
+    out = {k: round(v, 3) for k, v in best.items()}
+    out["total"] = round(sum(best.values()), 3)
+    return out
+
+
 def main() -> None:
+    if "--stages" in sys.argv[1:]:  # the in-process stage costs only, no servers
+        print(json.dumps(stage_costs(), indent=2))
+        return
+    stages = stage_costs()
     root = Path(tempfile.mkdtemp(prefix="turnstile-bench-gw-"))
     root.chmod(0o755)
     local = start_servers(root / "stack")
@@ -291,6 +384,10 @@ def main() -> None:
                   "kafka broker": [local.kafka.pid] if local.kafka.pid else [],
                   "postgres": _descendants(local.postgres.pid) if local.postgres.pid else [],
                   "load client": [os.getpid()]}
+        workers = [p for p in groups["gateway workers"] if p != gateway.pid] or [gateway.pid]
+        if WORKERS > 1:  # uvicorn's parent only supervises; its workers are its children
+            workers = [p for p in workers if _cmdline(p).count("multiprocessing") and
+                       "resource_tracker" not in _cmdline(p)] or workers
         runs = []
         for _ in range(RUNS):
             base = baseline(local.kafka_bootstrap, topic, v2_records)
@@ -298,6 +395,15 @@ def main() -> None:
                 measured = load(port, key, bodies, DURATION_S)
             runs.append({"baseline_events_per_s": base, **measured,
                          "cpu_cores": {k: round(v, 2) for k, v in split.cores.items()}})
+        profile: dict[str, float] = {}
+        if PROFILE:
+            spy = threading.Thread(target=lambda: profile.update(
+                profile_workers(workers, DURATION_S - 2, root)))
+            spy.start()
+            profiled = load(port, key, bodies, DURATION_S)
+            spy.join()
+            profile = {"events_per_s_while_profiled": round(profiled["events_per_s"]),
+                       "workers_profiled": len(workers), "share_of_busy_samples": profile}
     finally:
         if gateway is not None:
             gateway.terminate()
@@ -314,9 +420,19 @@ def main() -> None:
     defaults = GatewaySettings()
     cpu = {k: round(statistics.median(r["cpu_cores"][k] for r in runs), 2)
            for k in runs[0]["cpu_cores"]}
+    per_event_us = {k: round(v * 1e6 / med["events_per_s"], 2) for k, v in cpu.items()}
+    before = None
+    if os.environ.get("BENCH_BEFORE"):
+        old = json.loads(Path(os.environ["BENCH_BEFORE"]).read_text())
+        before = {k: old.get(k) for k in ("events_per_s", "p50_ms", "p99_ms",
+                                          "baseline_events_per_s", "ratio_vs_baseline",
+                                          "cpu_cores_median", "setup", "command")}
     result = {
         "benchmark": "gateway",
-        "command": "python -m benchmarks.gateway",
+        "command": (" ".join(f"{k}={os.environ[k]}" for k in ("BENCH_WORKERS", "BENCH_RUNS")
+                             if k in os.environ) + " python -m benchmarks.gateway").strip(),
+        "note": "2-core machine shared with other engineers' tests and benchmarks during the "
+                "runs; compare the ratio to the raw producer measured in the same run",
         "machine": {"cores": os.cpu_count(), "memory_gib": _memory_gib(),
                     "python": platform.python_version(), "platform": platform.platform()},
         "setup": {"workers": WORKERS, "clients": CLIENTS, "events_per_batch": EVENTS_PER_BATCH,
@@ -329,14 +445,18 @@ def main() -> None:
         "baseline_events_per_s": round(med["baseline_events_per_s"]),
         "ratio_vs_baseline": round(ratio, 3),
         "target_events_per_s": TARGET_EVENTS_PER_S,
-        "meets_target": med["events_per_s"] >= TARGET_EVENTS_PER_S and ratio >= 0.5,
+        "meets_target": med["events_per_s"] >= TARGET_EVENTS_PER_S,
         "cpu_cores_median": cpu,
+        "cpu_us_per_event": per_event_us,
+        "stage_cpu_us_per_event": stages,
+        "profile": profile,
+        "before_this_change": before,
         "runs_detail": runs,
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     print(f"{'':34}{'events/s':>12}{'p50 ms':>10}{'p99 ms':>10}")
-    print(f"{'gateway, 2 workers (end to end)':34}{med['events_per_s']:>12,.0f}"
+    print(f"{f'gateway, {WORKERS} workers (end to end)':34}{med['events_per_s']:>12,.0f}"
           f"{med['p50_ms']:>10.1f}{med['p99_ms']:>10.1f}")
     print(f"{'baseline: one plain producer':34}{med['baseline_events_per_s']:>12,.0f}")
     print(f"ratio vs baseline {ratio:.2f}; target {TARGET_EVENTS_PER_S:,} events/s "
@@ -344,6 +464,17 @@ def main() -> None:
           f"{sum(r['errors'] for r in runs)}; -> {RESULTS}")
     print("CPU during the load runs (cores, of " + str(os.cpu_count()) + "): "
           + ", ".join(f"{k} {v:.2f}" for k, v in cpu.items()))
+    print(f"CPU µs per event: {per_event_us}")
+    print(f"in-process CPU µs per event by stage: {stages}")
+    if profile:
+        print(f"worker profile (share of busy samples): {profile['share_of_busy_samples']}")
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
 
 
 def _memory_gib() -> float:

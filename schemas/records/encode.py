@@ -25,6 +25,8 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
+from msgspec.structs import astuple
+from msgspec.structs import fields as struct_fields
 
 from schemas.event import EventRecord
 from schemas.records.murmur2 import partitions_for
@@ -55,6 +57,22 @@ _SOURCES: Final = tuple(
     for f in EVENT_RECORD_V2_SCHEMA
 )
 _ZEROS: Final = pa.array(np.zeros(MAX_EVENTS_PER_RECORD, dtype=np.int16))
+_ALL_NULL_CODED: Final = pa.DictionaryArray.from_arrays(
+    pa.nulls(MAX_EVENTS_PER_RECORD, pa.int16()), pa.array([], pa.string()))
+# ``EventRecord`` fields in declaration order (what ``astuple`` returns), and the v2 column
+# built from each (times as int64 µs, viewed as timestamps afterwards).
+_RECORD_FIELDS: Final = tuple(f.name for f in struct_fields(EventRecord))
+_FIELD_OF: Final = {"timestamp": "timestamp_us", "received_at": "received_at_us"}
+_RECORD_COLUMNS: Final = (
+    ("event_id", pa.string()), ("project_id", _CODES), ("timestamp", pa.int64()),
+    ("received_at", pa.int64()), ("method", _CODES), ("path", pa.string()),
+    ("endpoint", _CODES), ("status_code", pa.int16()), ("latency_ms", pa.float64()),
+    ("request_bytes", pa.int64()), ("response_bytes", pa.int64()), ("api_key", _CODES),
+    ("ip", pa.string()), ("user_agent", _CODES), ("country", _CODES), ("function", _CODES),
+    ("tags", _TAGS), ("batch_index", pa.int32()),
+)
+# Explicit options: ``new_stream`` without them reads two environment variables per call.
+_WRITE_OPTIONS: Final = pa.ipc.IpcWriteOptions(use_threads=False)
 # Keys → partition per key. ``KeyPartitioner`` (or a partition count) in production; the
 # benchmark passes one that gives each key its own group, to measure per-key records.
 Partitioner = Callable[[Sequence[bytes]], npt.NDArray[np.int32]]
@@ -103,31 +121,22 @@ def event_record_columns(records: Sequence[EventRecord]) -> dict[str, pa.Array]:
     """The v2 columns (without ``batch_id``) of validated events, one list per field.
 
     ``batch_index`` is each record's own, or its position in ``records`` where unset (-1).
+    The records are transposed in C (``astuple`` per record, then ``zip``): one tuple per
+    event instead of one attribute lookup per event per column in Python (2.5x faster).
     """
     n = len(records)
-    batch_index = np.fromiter((r.batch_index for r in records), np.int64, n)
-    if n and int(batch_index.min()) < 0:
+    if n == 0:
+        return {name: pa.array([], kind) for name, kind in _RECORD_COLUMNS}
+    fields = dict(zip(_RECORD_FIELDS, zip(*map(astuple, records), strict=True), strict=True))
+    batch_index = np.asarray(fields["batch_index"], dtype=np.int64)
+    if int(batch_index.min()) < 0:
         batch_index = np.where(batch_index < 0, np.arange(n), batch_index)
-    return {
-        "event_id": pa.array([r.event_id for r in records], pa.string()),
-        "project_id": pa.array([r.project_id for r in records], _CODES),
-        "timestamp": pa.array([r.timestamp_us for r in records], pa.int64()).view(_TS),
-        "received_at": pa.array([r.received_at_us for r in records], pa.int64()).view(_TS),
-        "method": pa.array([r.method for r in records], _CODES),
-        "path": pa.array([r.path for r in records], pa.string()),
-        "endpoint": pa.array([r.endpoint for r in records], _CODES),
-        "status_code": pa.array([r.status_code for r in records], pa.int16()),
-        "latency_ms": pa.array([r.latency_ms for r in records], pa.float64()),
-        "request_bytes": pa.array([r.request_bytes for r in records], pa.int64()),
-        "response_bytes": pa.array([r.response_bytes for r in records], pa.int64()),
-        "api_key": pa.array([r.api_key for r in records], _CODES),
-        "ip": pa.array([r.ip for r in records], pa.string()),
-        "user_agent": pa.array([r.user_agent for r in records], _CODES),
-        "country": pa.array([r.country for r in records], _CODES),
-        "function": pa.array([r.function for r in records], _CODES),
-        "tags": pa.array([r.tags for r in records], _TAGS),
-        "batch_index": pa.array(batch_index.astype(np.int32)),
-    }
+    out = {name: pa.array(fields[_FIELD_OF.get(name, name)], kind)
+           for name, kind in _RECORD_COLUMNS if name != "batch_index"}
+    out["timestamp"] = out["timestamp"].view(_TS)
+    out["received_at"] = out["received_at"].view(_TS)
+    out["batch_index"] = pa.array(batch_index.astype(np.int32))
+    return out
 
 
 def encode_event_records(
@@ -323,8 +332,11 @@ def encode_columns(
     plain = pa.RecordBatch.from_arrays([cols[name] for name in _PLAIN], names=list(_PLAIN))
     if not bool((order[1:] > order[:-1]).all()):
         plain = plain.take(pa.array(order))
-    coded = {name: _local_dictionaries(cols[name][0][order], cols[name][1], record_of_row,
-                                       len(starts))
+    # A column null in the whole batch (often country, function) needs no re-coding: every
+    # record takes a slice of one all-null column with an empty dictionary.
+    coded = {name: None if bool((cols[name][0] < 0).all()) else
+             _local_dictionaries(cols[name][0][order], cols[name][1], record_of_row,
+                                 len(starts))
              for name in DICTIONARY_COLUMNS if name != _BATCH_ID_COL}
     batch_ids = pa.DictionaryArray.from_arrays(
         _ZEROS.slice(0, int(lengths.max())), pa.array([batch_id]))
@@ -339,7 +351,11 @@ def encode_columns(
             if kind == "plain":
                 arrays.append(plain_columns[index])
             elif kind == "coded":
-                indices, values, value_starts = coded[name]
+                local = coded[name]
+                if local is None:
+                    arrays.append(_ALL_NULL_CODED.slice(0, length))
+                    continue
+                indices, values, value_starts = local
                 a, b = value_starts[r], value_starts[r + 1]
                 arrays.append(pa.DictionaryArray.from_arrays(
                     indices.slice(s, length), values.slice(a, b - a), safe=False))
@@ -354,7 +370,8 @@ def encode_columns(
 def write_record(batch: pa.RecordBatch) -> bytes:
     """One record batch as one IPC stream (schema, dictionaries, batch, end marker)."""
     sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, EVENT_RECORD_V2_SCHEMA) as writer:
+    with pa.ipc.RecordBatchStreamWriter(sink, EVENT_RECORD_V2_SCHEMA,
+                                        options=_WRITE_OPTIONS) as writer:
         writer.write_batch(batch)
     value: bytes = sink.getvalue().to_pybytes()
     return value
