@@ -7,16 +7,16 @@ event's own constraints stay in ``schemas.event`` and a unit test pins that ever
 below equals the one ``IncomingEvent`` enforces.
 
 Consumer ids: the agent sends a keyed BLAKE2b hash of the consumer's id (a raw credential
-never leaves the host). The key is one secret per project, generated with the project
-(``turnstile keys``), given to the agent as ``TURNSTILE_AGENT_CONSUMER_HASH_KEY``; the
-batch layer uses the same function to map a raw consumer id to its hash.
+never leaves the host). The key is one secret per project, drawn by PostgreSQL when the
+project is created (``projects.consumer_hash_key``, migration 0120), shown by ``turnstile
+keys hash-key`` and given to the agent as ``TURNSTILE_AGENT_CONSUMER_HASH_KEY``; the batch
+layer uses the same function to map a raw consumer id to its hash.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-import secrets
 from functools import lru_cache
 from typing import Final, TypedDict
 
@@ -75,20 +75,16 @@ IP_CHARS: Final = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXY
 
 # --- consumer id hashing ---------------------------------------------------------------------
 CONSUMER_HASH_KEY_ENV: Final = "TURNSTILE_AGENT_CONSUMER_HASH_KEY"
-CONSUMER_HASH_KEY_BYTES: Final = 32  # BLAKE2b takes keys of up to 64 bytes
 CONSUMER_HASH_DIGEST_BYTES: Final = 12  # 96 bits: 24 hex characters in the event
 CONSUMER_HASH_LENGTH: Final = 2 * CONSUMER_HASH_DIGEST_BYTES
 _HEX: Final = frozenset("0123456789abcdef")
 
 
-def generate_consumer_hash_key() -> str:
-    """A new project's consumer hash key: 256 random bits as 64 hex characters."""
-    return secrets.token_hex(CONSUMER_HASH_KEY_BYTES)
-
-
 @lru_cache(maxsize=8192)
 def hash_consumer_id(value: str, key: str) -> str:
     """Stable keyed 96-bit hash of a consumer id; without the key it cannot be reversed.
+
+    BLAKE2b uses at most 64 bytes of ``key`` (a project's key is 64 hex characters).
 
     An empty ``key`` is an unkeyed hash, which anyone can recompute from a guessed id:
     callers refuse it unless told otherwise (see ``agent.capture``).
