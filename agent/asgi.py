@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from agent.capture import CaptureOptions, build_event, client_ip, consumer_id
+from agent.capture import CaptureOptions, build_event, client_ip, consumer_id, resolve_options
 from agent.sender import Sender
 
 Scope = MutableMapping[str, Any]
@@ -53,7 +53,7 @@ class TurnstileASGI:
     ) -> None:
         self.app = app
         self.sender = sender or Sender()
-        self.options = options or CaptureOptions()
+        self.options = resolve_options(options, self.sender.settings)
         self._enabled = self.sender.settings.enabled
         opts = self.options
         self._consumer_header = (opts.consumer_header or "").lower().encode() or None

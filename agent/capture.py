@@ -2,38 +2,55 @@
 
 Shared by the ASGI, WSGI and Django middleware so the three produce identical events. The
 consumer (the API's customer, ``api_key`` in the event) comes from a user function or a
-request header and is hashed by default, so a raw credential never leaves the host.
+request header and is hashed by default with the project's consumer hash key
+(``schemas.ingest_wire``), so a raw credential never leaves the host and nobody without the
+key can recompute a hash from a guessed id.
 
 ``build_event`` only produces events the gateway stores: every text loses its U+0000
 (``%00`` in a URL decodes to it), lone surrogates become ``?``, and each value is cut to
-the limits of ``schemas.event``; numbers are clamped to their ranges and an IP that is not
-one is left out. A request the agent saw is never refused downstream for what it held.
+the limits of ``schemas.ingest_wire`` (equal to ``schemas.event``'s, tested); numbers are
+clamped to their ranges and an IP that is not one is left out. A request the agent saw is
+never refused downstream for what it held.
 """
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from schemas.event import (
+from schemas.ingest_wire import (
+    CONSUMER_HASH_KEY_ENV,
     IP_CHARS,
     MAX_API_KEY,
     MAX_BYTES,
     MAX_ENDPOINT,
     MAX_EVENT_ID,
     MAX_FUNCTION,
+    MAX_IP,
     MAX_LATENCY_MS,
+    MAX_METHOD,
     MAX_PATH,
     MAX_USER_AGENT,
+    hash_consumer_id,
 )
 
+if TYPE_CHECKING:
+    from agent.settings import AgentSettings
+
 _RULE_PARAM: Final = re.compile(r"<(?:[^<>:]+:)?([^<>]+)>")
-_MAX_METHOD: Final = 16
-_MAX_IP: Final = 64
+MISSING_HASH_KEY: Final = (
+    f"the agent hashes consumer ids with the project's key: set {CONSUMER_HASH_KEY_ENV} "
+    "(`turnstile keys hash-key --project P` prints it), or pass "
+    "CaptureOptions(hash_consumer=False) to send consumer ids as they are"
+)
+
+
+class MissingHashKey(ValueError):
+    """Consumer hashing is on but no key was given: an unkeyed hash is guessable."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +61,9 @@ class CaptureOptions:
       environ; Django: the HttpRequest) returning the consumer id, or None.
     - ``consumer_header``: else the consumer comes from this header (e.g. ``x-api-key``).
     - ``hash_consumer``: send a keyed BLAKE2 hash instead of the value (default).
+    - ``hash_key``: the project's consumer hash key; None (default) takes
+      ``AgentSettings.consumer_hash_key`` (``TURNSTILE_AGENT_CONSUMER_HASH_KEY``). The
+      middleware refuses to start hashing without one.
     - ``trusted_proxies``: how many reverse proxies in front of the app append to
       ``X-Forwarded-For``; 0 (default) ignores the header, because clients can forge it.
     - ``country_header``: a header holding the client's country (``cf-ipcountry``).
@@ -52,27 +72,38 @@ class CaptureOptions:
     identify: Callable[[Any], str | None] | None = None
     consumer_header: str | None = "x-api-key"
     hash_consumer: bool = True
-    hash_salt: str = ""
+    hash_key: str | None = None
     trusted_proxies: int = 0
     country_header: str | None = None
     capture_ip: bool = True
     capture_user_agent: bool = True
 
 
-@lru_cache(maxsize=8192)
-def hash_consumer(value: str, salt: str = "") -> str:
-    """Stable 96-bit keyed hash of a consumer id: same input, same series; not reversible."""
-    # surrogatepass: a lone surrogate from ``identify`` must not raise in the request thread.
-    data = value.encode("utf-8", "surrogatepass")
-    return hashlib.blake2b(data, digest_size=12,
-                           key=salt.encode("utf-8", "surrogatepass")[:64]).hexdigest()
+def hash_consumer(value: str, key: str) -> str:
+    """Stable 96-bit keyed hash of a consumer id: same input and key, same series."""
+    return hash_consumer_id(value, key)
+
+
+def resolve_options(options: CaptureOptions | None, settings: AgentSettings) -> CaptureOptions:
+    """The options with their hash key filled in from the settings; checked at startup.
+
+    Raises ``MissingHashKey`` when hashing is on, the agent is enabled and no key is
+    known: better a failed deploy than consumer ids anyone can recompute.
+    """
+    options = options or CaptureOptions()
+    if not options.hash_consumer or options.hash_key:
+        return options
+    key = settings.consumer_hash_key.get_secret_value()
+    if not key and settings.enabled:
+        raise MissingHashKey(MISSING_HASH_KEY)
+    return dataclasses.replace(options, hash_key=key)
 
 
 def consumer_id(raw: str | None, options: CaptureOptions) -> str | None:
     if not raw:
         return None
     if options.hash_consumer:
-        return hash_consumer(raw, options.hash_salt)
+        return hash_consumer_id(raw, options.hash_key or "")
     return storable_text(raw, MAX_API_KEY) or None
 
 
@@ -93,7 +124,7 @@ def storable_text(value: str, limit: int) -> str:
 
 def _storable_ip(ip: str) -> str | None:
     """The IP if it looks like one (the gateway refuses other characters), else None."""
-    return ip if len(ip) <= _MAX_IP and not ip.strip(IP_CHARS) else None
+    return ip if len(ip) <= MAX_IP and not ip.strip(IP_CHARS) else None
 
 
 def _clamp(value: float, high: float) -> float:
@@ -147,7 +178,7 @@ def build_event(
     event: dict[str, Any] = {
         "event_id": storable_text(event_id, MAX_EVENT_ID),
         "timestamp": timestamp,
-        "method": storable_text(method, _MAX_METHOD).upper() or "GET",
+        "method": storable_text(method, MAX_METHOD).upper() or "GET",
         "path": path if path.startswith("/") else ("/" + path)[:MAX_PATH],
         "status_code": status_code,
         "latency_ms": _clamp(latency_ms, MAX_LATENCY_MS),

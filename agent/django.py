@@ -14,7 +14,14 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-from agent.capture import CaptureOptions, build_event, client_ip, consumer_id, template_from_rule
+from agent.capture import (
+    CaptureOptions,
+    build_event,
+    client_ip,
+    consumer_id,
+    resolve_options,
+    template_from_rule,
+)
 from agent.sender import Sender
 
 _shared_sender: Sender | None = None
@@ -50,7 +57,8 @@ class TurnstileMiddleware:
         config: dict[str, Any] = dict(getattr(settings, "TURNSTILE_AGENT", {}) or {})
         self.get_response = get_response
         self.sender: Sender = config.get("sender") or _default_sender()
-        self.options: CaptureOptions = config.get("options") or CaptureOptions()
+        self.options: CaptureOptions = resolve_options(config.get("options"),
+                                                       self.sender.settings)
         header = (self.options.consumer_header or "").upper().replace("-", "_")
         self._consumer_key = f"HTTP_{header}" if header else None
         country = (self.options.country_header or "").upper().replace("-", "_")

@@ -4,7 +4,8 @@
 and counts it). A background thread turns the queue into gzip'd batches every
 ``batch_size`` events or ``flush_interval_s`` seconds and posts them one at a time,
 retrying with exponential backoff and jitter, honouring ``Retry-After``. A batch keeps its
-body, hence its event ids, and its batch id (``X-Turnstile-Batch-Id``) across retries, so
+body, hence its event ids, and its batch id (``schemas.ingest_wire.BATCH_ID_HEADER``) across
+retries, so
 downstream can tell a retried batch from new data. ``close()`` (also run at exit) flushes
 what is left within ``shutdown_timeout_s``.
 """
@@ -31,9 +32,10 @@ import orjson
 from agent.retry import Outcome, backoff_delay, classify
 from agent.settings import AgentSettings
 from agent.transport import HttpResponse, HttpTransport, TransportError
+from schemas.ingest_wire import BATCH_ID_HEADER as BATCH_ID_HEADER  # loadgen imports it here
+from schemas.ingest_wire import WRITE_KEY_HEADER, rejected_count
 
 _log = logging.getLogger("turnstile.agent")
-BATCH_ID_HEADER: Final = "X-Turnstile-Batch-Id"
 _GZIP_LEVEL: Final = 5
 
 
@@ -85,7 +87,7 @@ class Sender:
         self._transport: Transport = transport or HttpTransport(s.url, s.request_timeout_s)
         self._headers = {
             "Content-Type": "application/json",
-            "X-Api-Key": s.write_key.get_secret_value(),
+            WRITE_KEY_HEADER: s.write_key.get_secret_value(),
             "User-Agent": "turnstile-agent/1",
         }
         if s.gzip:
@@ -307,5 +309,4 @@ def _rejected_count(body: bytes) -> int:
         answer = orjson.loads(body)
     except orjson.JSONDecodeError:
         return 0
-    rejected = answer.get("rejected") if isinstance(answer, dict) else None
-    return len(rejected) if isinstance(rejected, list) else 0
+    return rejected_count(answer)

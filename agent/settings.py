@@ -19,6 +19,9 @@ class AgentSettings(BaseSettings):
 
     url: str = "http://127.0.0.1:8080"
     write_key: SecretStr = SecretStr("")
+    # The project's key for hashing consumer ids (``turnstile keys hash-key``); the
+    # middleware will not hash without it (an unkeyed hash can be recomputed from a guess).
+    consumer_hash_key: SecretStr = SecretStr("")
     enabled: bool = True
 
     batch_size: int = Field(default=1000, ge=1, le=10_000)

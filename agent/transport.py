@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
-BATCH_PATH = "/api/v1/events/batch"
+from schemas.ingest_wire import INGEST_BATCH_PATH
+
+BATCH_PATH = INGEST_BATCH_PATH  # the name turnstile_cli.loadgen imports
 
 
 class TransportError(Exception):
@@ -43,7 +45,7 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 
 
 class HttpTransport:
-    """POSTs batches to ``<url>/api/v1/events/batch`` over one reused connection."""
+    """POSTs batches to ``<url>`` + ``INGEST_BATCH_PATH`` over one reused connection."""
 
     def __init__(self, url: str, timeout_s: float) -> None:
         parts = urlsplit(url)
@@ -52,7 +54,7 @@ class HttpTransport:
         self._https = parts.scheme == "https"
         self._host = parts.hostname
         self._port = parts.port
-        self._path = parts.path.rstrip("/") + BATCH_PATH
+        self._path = parts.path.rstrip("/") + INGEST_BATCH_PATH
         self._timeout = timeout_s
         self._conn: http.client.HTTPConnection | None = None
 

@@ -14,7 +14,14 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Final
 
-from agent.capture import CaptureOptions, build_event, client_ip, consumer_id, template_from_rule
+from agent.capture import (
+    CaptureOptions,
+    build_event,
+    client_ip,
+    consumer_id,
+    resolve_options,
+    template_from_rule,
+)
 from agent.sender import Sender
 
 ENDPOINT_KEY: Final = "turnstile.endpoint"
@@ -76,7 +83,7 @@ class TurnstileWSGI:
     ) -> None:
         self.app = app
         self.sender = sender or Sender()
-        self.options = options or CaptureOptions()
+        self.options = resolve_options(options, self.sender.settings)
         self._enabled = self.sender.settings.enabled
         header = (self.options.consumer_header or "").upper().replace("-", "_")
         self._consumer_key = f"HTTP_{header}" if header else None

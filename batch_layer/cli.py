@@ -7,6 +7,8 @@ Settings come from the environment (``TURNSTILE_BATCH_*``, ``TURNSTILE_KAFKA_*``
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import signal
 import threading
@@ -19,12 +21,16 @@ import typer
 from rich.console import Console
 
 if TYPE_CHECKING:
+    import psycopg
+
+    from batch_layer.jobs import DayResult
     from batch_layer.settings import BatchSettings
 
 lake_app = typer.Typer(help="The Parquet data lake: writer and retention.", no_args_is_help=True)
 billing_app = typer.Typer(help="Nightly exact billing, reconciliation, Stripe export.",
                           no_args_is_help=True)
-_console = Console()
+# Never cut at 80 columns when piped (rich's default width without a terminal).
+_console = Console() if Console().is_terminal else Console(width=10_000)
 
 DayOption = Annotated[str, typer.Option("--date", help="UTC day, YYYY-MM-DD.")]
 
@@ -95,18 +101,68 @@ def lake_files(day: DayOption) -> None:
         _console.print(path, highlight=False)
 
 
-@billing_app.command("run")
-def billing_run(day: DayOption) -> None:
-    """Compute one day: billing_usage and reconciliation (re-running replaces the day)."""
+def _connect(settings: BatchSettings) -> psycopg.Connection:
+    """The database, or one ``error:`` line and exit 1 when it cannot be reached."""
     import psycopg
 
+    from schemas.retry import pg_unreachable
+
+    dsn = settings.database.dsn()
+    try:
+        return psycopg.connect(dsn, autocommit=True, connect_timeout=10)
+    except psycopg.OperationalError as exc:
+        typer.echo(f"error: {pg_unreachable(dsn, exc)}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _result_json(result: DayResult) -> dict[str, object]:
+    out = dataclasses.asdict(result)
+    out["day"] = result.day.isoformat()
+    out["settles_at"] = result.settles_at.isoformat() if result.settles_at else None
+    out["seconds"] = round(result.seconds, 3)
+    return out
+
+
+def _print_result(result: DayResult) -> None:
+    from rich.table import Table
+
+    table = Table("day", "lake files", "keys", "requests", "duplicates removed",
+                  "reconciled keys", "unexplained", "pending", "dead letters", "seconds")
+    table.add_row(result.day.isoformat(), str(result.files), str(result.usage_rows),
+                  f"{result.total_requests:,}", f"{result.duplicates_removed:,}",
+                  str(result.reconciliation_rows), str(result.unexplained_keys),
+                  str(result.pending_keys), str(result.dead_letters), f"{result.seconds:.2f}")
+    _console.print(table)
+    if result.settles_at is not None:
+        _console.print(f"{result.day} is still open: its counts are final after "
+                       f"{result.settles_at:%Y-%m-%d %H:%M} UTC; a difference until then is "
+                       "pending (the lake lags the stream), re-run the day after that",
+                       highlight=False)
+    if result.unexplained_keys:
+        _console.print(f"{result.unexplained_keys} key(s) with a stream/batch difference the "
+                       "known causes do not explain: see /api/v1/billing/usage", highlight=False)
+
+
+@billing_app.command("run")
+def billing_run(
+    day: DayOption,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
+) -> None:
+    """Compute one day: billing_usage and reconciliation (re-running replaces the day).
+
+    Exits 2 when a closed day has keys whose difference is unexplained; an open day's
+    differences are pending, not a failure.
+    """
     from batch_layer.jobs import run_day
     from batch_layer.lake import open_lake
 
     settings = _settings()
-    with psycopg.connect(settings.database.dsn(), autocommit=True) as conn:
+    with _connect(settings) as conn:
         result = run_day(settings, open_lake(settings), conn, _day(day))
-    _console.print(result)
+    if as_json:
+        typer.echo(json.dumps(_result_json(result), indent=2))
+    else:
+        _print_result(result)
     if result.unexplained_keys:
         raise typer.Exit(2)
 
@@ -167,17 +223,26 @@ def billing_export_stripe(
         "stripe-meter-events.csv"),
 ) -> None:
     """Make Stripe bill the period's exact usage: send growth, cancel or flag shrinkage."""
-    import psycopg
+    import stripe
 
+    from batch_layer.stripe_api import StripeKeyMissingError
     from batch_layer.stripe_export import export_period
 
     settings = _settings()
-    if settings.stripe_api_key is None and not dry_run:
+    key = settings.stripe_api_key
+    if (key is None or not key.get_secret_value().strip()) and not dry_run:
         typer.echo("error: TURNSTILE_BATCH_STRIPE_API_KEY is not set (or use --dry-run)",
                    err=True)
         raise typer.Exit(2)
-    with psycopg.connect(settings.database.dsn(), autocommit=True) as conn:
-        report = export_period(settings, conn, period, dry_run_csv=out if dry_run else None)
+    with _connect(settings) as conn:
+        try:
+            report = export_period(settings, conn, period,
+                                   dry_run_csv=out if dry_run else None)
+        except (StripeKeyMissingError, stripe.AuthenticationError) as exc:
+            typer.echo(f"error: Stripe refused the key: {exc}"
+                       if isinstance(exc, stripe.AuthenticationError) else f"error: {exc}",
+                       err=True)
+            raise typer.Exit(2) from None
     for line in report.refused:
         typer.echo(f"refused: {line}", err=True)
     _console.print(", ".join(f"{k} {v}" for k, v in vars(report).items() if k != "refused"),
@@ -196,11 +261,9 @@ def billing_credits(
         "--mark-credited", help="Record that credit ID was issued in Stripe.")] = None,
 ) -> None:
     """Usage Stripe billed in excess past its 24-hour cancel window: credit it by hand."""
-    import psycopg
-
     from batch_layer.stripe_repository import credits_json, list_credits, mark_credited
 
-    with psycopg.connect(_settings().database.dsn(), autocommit=True) as conn:
+    with _connect(_settings()) as conn:
         if credited is not None:
             if not mark_credited(conn, credited):
                 typer.echo(f"error: no open credit with id {credited}", err=True)
@@ -220,7 +283,7 @@ def billing_credits(
                                             "event_name", "stripe_customer_id", "amount",
                                             "billed", "exact", "status")),
                       r["flagged_at"].isoformat(timespec="seconds"))
-    Console(width=max(_console.width, 160) if not _console.is_terminal else None).print(table)
+    _console.print(table)
     if not rows:
         _console.print("no credits to issue")
 
@@ -231,8 +294,6 @@ def billing_set_tiers(
     rules: Annotated[list[str], typer.Argument(help="PATTERN=TIER, first match wins.")],
 ) -> None:
     """Replace a project's tiers, e.g. '/v1/search*=premium' '/v1/*=standard'."""
-    import psycopg
-
     from batch_layer.billing import TierRule
     from batch_layer.repository import set_tiers
 
@@ -242,7 +303,7 @@ def billing_set_tiers(
         if not sep or not pattern or not tier:
             raise typer.BadParameter(f"expected PATTERN=TIER, got {rule!r}")
         parsed.append(TierRule(pattern=pattern, tier=tier))
-    with psycopg.connect(_settings().database.dsn(), autocommit=True) as conn:
+    with _connect(_settings()) as conn:
         set_tiers(conn, project, parsed)
     _console.print(f"{project}: {len(parsed)} tier rule(s)")
 
@@ -250,17 +311,40 @@ def billing_set_tiers(
 @billing_app.command("map-customer")
 def billing_map_customer(
     project: Annotated[str, typer.Argument(help="project_id")],
-    api_key: Annotated[str, typer.Argument(help="The consumer's api_key as in events.")],
+    api_key: Annotated[str, typer.Argument(
+        help="The consumer as its events carry it: the agent's hash (24 hex characters, "
+             "as /api/v1/billing/usage shows it), or the raw id with --raw.")],
     customer: Annotated[str, typer.Argument(help="Stripe customer id, cus_…")],
+    raw: Annotated[bool, typer.Option(
+        "--raw", help="API_KEY is the raw consumer id (the x-api-key your API saw): hash it "
+                      "with the project's consumer hash key, as the agent does.")] = False,
 ) -> None:
-    """Bill a consumer (api_key) of a project to a Stripe customer."""
-    import psycopg
+    """Bill a consumer (api_key) of a project to a Stripe customer.
 
-    from batch_layer.repository import map_customer
+    The agent hashes consumer ids by default, so events (and billing) know a consumer by
+    its hash: give that, or the raw id with ``--raw``.
+    """
+    from batch_layer.repository import consumer_billed, map_customer
+    from schemas.ingest_wire import hash_consumer_id, looks_hashed
+    from schemas.keystore import consumer_hash_key
 
-    with psycopg.connect(_settings().database.dsn(), autocommit=True) as conn:
-        map_customer(conn, project, api_key, customer)
-    _console.print(f"{project}/{api_key} → {customer}")
+    with _connect(_settings()) as conn:
+        consumer = api_key
+        if raw:
+            key = consumer_hash_key(conn, project)
+            if key is None:
+                typer.echo(f"error: no project {project!r}", err=True)
+                raise typer.Exit(1)
+            consumer = hash_consumer_id(api_key, key)
+        map_customer(conn, project, consumer, customer)
+        billed = consumer_billed(conn, project, consumer)
+    shown = f"{api_key} (hashed: {consumer})" if raw else consumer
+    _console.print(f"{project}/{shown} → {customer}", highlight=False)
+    if not billed:
+        hint = ("" if raw or looks_hashed(api_key) else
+                "; if your agent hashes consumer ids (the default), pass the raw id with --raw")
+        _console.print(f"note: no billed day holds consumer {consumer!r} yet{hint}",
+                       highlight=False)
 
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)

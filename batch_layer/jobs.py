@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -18,7 +18,7 @@ import psycopg
 from batch_layer import repository
 from batch_layer.billing import RefusedRow, compute_usage, connect, refused_rows, register_day
 from batch_layer.lake import Lake
-from batch_layer.reconcile import reconcile
+from batch_layer.reconcile import reconcile, settles_at
 from batch_layer.settings import BatchSettings
 from schemas.consumer_ops import EVENTS_IN, EVENTS_OUT
 from schemas.dead_letters import DeadLetter, record_dead_letters
@@ -45,12 +45,16 @@ class DayResult:
     unexplained_keys: int
     seconds: float
     dead_letters: int = 0
+    pending_keys: int = 0  # differences on a day still open (final after ``settles_at``)
+    settles_at: datetime | None = None
 
 
-def run_day(settings: BatchSettings, lake: Lake, conn: psycopg.Connection, day: date
-            ) -> DayResult:
+def run_day(settings: BatchSettings, lake: Lake, conn: psycopg.Connection, day: date,
+            now: datetime | None = None) -> DayResult:
     """Compute and store ``day``; safe to re-run (it replaces the day's rows)."""
     started = time.perf_counter()
+    settled = settles_at(day, settings.roll_seconds)
+    open_day = (now or datetime.now(UTC)) < settled
     tiers = repository.load_tiers(conn)
     con = connect(settings.duckdb_threads, settings.duckdb_memory_limit)
     try:
@@ -69,7 +73,7 @@ def run_day(settings: BatchSettings, lake: Lake, conn: psycopg.Connection, day: 
             record_dead_letters(conn, letters)
     repository.replace_billing_day(conn, day, usage)
     rows = reconcile(day, usage, repository.stream_counts(conn, day),
-                     repository.late_counts(conn, day))
+                     repository.late_counts(conn, day), open_day=open_day)
     repository.replace_reconciliation_day(conn, day, rows)
     result = DayResult(
         day=day, files=files, usage_rows=len(usage),
@@ -79,6 +83,8 @@ def run_day(settings: BatchSettings, lake: Lake, conn: psycopg.Connection, day: 
         unexplained_keys=sum(1 for r in rows if r.status == "unexplained"),
         seconds=time.perf_counter() - started,
         dead_letters=len(refused),
+        pending_keys=sum(1 for r in rows if r.status == "pending"),
+        settles_at=settled if open_day else None,
     )
     EVENTS_OUT.labels(COMPONENT).inc(len(usage))
     log.info("billing %s: %s", day, result)

@@ -5,19 +5,31 @@ late_events instead) and counts duplicate copies that arrived in a different bat
 drops retried batches with the same batch id). So, with both counts exact,
 ``batch - stream = late_beyond_lateness - duplicates_in_stream``; anything else is
 unexplained and flagged. Billing always uses the batch figure.
+
+That equation only holds once the day is closed: until the last retry of its last batch
+could have arrived (``schemas.retries``) and the lake writer committed it (its roll
+interval), the lake lags the stream. A difference on a day still open is ``pending``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date
-from typing import Literal
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Final, Literal
 
 from batch_layer.billing import UsageRow
+from schemas.retries import RETRY_DEDUPE_HORIZON_S
 
-Status = Literal["ok", "explained", "unexplained"]
+Status = Literal["ok", "explained", "unexplained", "pending"]
 Key = tuple[str, str]
+_SETTLE_SLACK_S: Final = 60.0  # the lake writer's commit after its roll, clock skew
+
+
+def settles_at(day: date, lake_roll_s: float) -> datetime:
+    """When ``day``'s counts are final on both sides: events, retries and lake commits in."""
+    end = datetime.combine(day + timedelta(days=1), time(), tzinfo=UTC)
+    return end + timedelta(seconds=RETRY_DEDUPE_HORIZON_S + lake_roll_s + _SETTLE_SLACK_S)
 
 
 @dataclass(frozen=True)
@@ -38,8 +50,12 @@ class ReconciliationRow:
 
 
 def reconcile(day: date, usage: Iterable[UsageRow], stream: Mapping[Key, int],
-              late: Mapping[Key, int]) -> list[ReconciliationRow]:
-    """A row for every key seen by either side, sorted by key."""
+              late: Mapping[Key, int], *, open_day: bool = False) -> list[ReconciliationRow]:
+    """A row for every key seen by either side, sorted by key.
+
+    ``open_day``: the day still receives events (see ``settles_at``), so a difference the
+    known causes do not explain is ``pending``, not ``unexplained``.
+    """
     by_key = {(u.project_id, u.api_key): u for u in usage}
     rows = []
     for key in sorted(set(by_key) | set(stream) | set(late)):
@@ -55,6 +71,8 @@ def reconcile(day: date, usage: Iterable[UsageRow], stream: Mapping[Key, int],
             status = "ok"
         elif unexplained == 0:
             status = "explained"
+        elif open_day:
+            status = "pending"
         else:
             status = "unexplained"
         rows.append(ReconciliationRow(

@@ -136,5 +136,12 @@ def map_customer(conn: psycopg.Connection, project_id: str, api_key: str,
     )
 
 
+def consumer_billed(conn: psycopg.Connection, project_id: str, api_key: str) -> bool:
+    """Whether any billed day holds this consumer (to tell a user a mapping may be wrong)."""
+    row = conn.execute("SELECT EXISTS (SELECT 1 FROM billing_usage"
+                       " WHERE project_id = %s AND api_key = %s)", (project_id, api_key)).fetchone()
+    return bool(row and row[0])
+
+
 ExportKey = tuple[str, str, date, str]
 

@@ -92,6 +92,7 @@ def main() -> None:
     stub.start()
     port = ports.get(timeout=10)
     sender = Sender(AgentSettings(url=f"http://127.0.0.1:{port}", write_key="tsk_w_bench",
+                                  consumer_hash_key="bench-hash-key",
                                   max_queue_events=1_000_000))
     wrapped = TurnstileASGI(tiny_app, sender)
     try:

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from schemas.event import IncomingEvent
+from schemas.ingest_wire import BATCH_ID_HEADER, BATCH_ID_PATTERN
 
 _REF: Final = "#/components/schemas/{name}"
 
@@ -128,9 +129,9 @@ BATCH_ROUTE_DOCS: Final[dict[str, Any]] = {
         },
         "security": [{"apiKey": []}, {"bearer": []}],
         "parameters": [{
-            "name": "X-Turnstile-Batch-Id", "in": "header", "required": False,
+            "name": BATCH_ID_HEADER, "in": "header", "required": False,
             "description": "The agent's id of this batch, the same on every retry.",
-            "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:\\-]{1,64}$"},
+            "schema": {"type": "string", "pattern": BATCH_ID_PATTERN},
         }],
     },
     "responses": {

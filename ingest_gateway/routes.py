@@ -10,7 +10,6 @@ description of each route lives in ``openapi``.
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -40,12 +39,19 @@ from ingest_gateway.problems import (
 from ingest_gateway.producer import EventPublisher, Unavailable
 from ingest_gateway.ratelimit import TokenBuckets, retry_after_header
 from ingest_gateway.settings import GatewaySettings
+from schemas.ingest_wire import (
+    ACCEPTED_FIELD,
+    BATCH_ID_HEADER,
+    BATCH_ID_PROBLEM,
+    BATCH_ID_RE,
+    INGEST_BATCH_PATH,
+    REJECTED_FIELD,
+)
 from schemas.ops import render_metrics
 from schemas.records import KeyPartitioner, encode_event_records
 from schemas.validation import BodyError, Rejection, decode_incoming, validate_events
 
-BATCH_ID_REQUEST_HEADER: Final = "x-turnstile-batch-id"
-_BATCH_ID: Final = re.compile(r"^[A-Za-z0-9._:\-]{1,64}$")
+BATCH_ID_REQUEST_HEADER: Final = BATCH_ID_HEADER.lower()
 # gzip can make incompressible input slightly larger; allow that much over the cap on the wire.
 _WIRE_SLACK_BYTES: Final = 64 * 1024
 
@@ -106,7 +112,7 @@ _DENIALS: Final = {
 }
 
 
-@router.post("/api/v1/events/batch", **BATCH_ROUTE_DOCS)
+@router.post(INGEST_BATCH_PATH, **BATCH_ROUTE_DOCS)
 async def ingest_batch(request: Request) -> Response:
     """Validate, enrich and publish a batch; 202 only once Kafka holds every accepted event.
 
@@ -141,8 +147,8 @@ async def _ingest(request: Request, state: GatewayState, reader: BodyReader) -> 
         return _refuse(status, key.value, message, "X-Api-Key", WWW_Authenticate="Bearer")
 
     batch_id = h.get(BATCH_ID_REQUEST_HEADER) or uuid.uuid4().hex
-    if not _BATCH_ID.match(batch_id):
-        return _refuse(400, "bad_batch_id", "X-Turnstile-Batch-Id: 1-64 of [A-Za-z0-9._:-]")
+    if not BATCH_ID_RE.match(batch_id):
+        return _refuse(400, "bad_batch_id", BATCH_ID_PROBLEM)
     try:
         check_content_type(h.get("content-type"))
         encoding = encoding_of(h.get("content-encoding"))
@@ -195,7 +201,7 @@ async def _ingest(request: Request, state: GatewayState, reader: BodyReader) -> 
         return _unavailable(exc.cause, exc.detail, cfg.retry_after_s)
     metrics.PUBLISH_SECONDS.observe(time.perf_counter() - started)
     metrics.EVENTS_ACCEPTED.inc(len(records))
-    return _json(202, {"accepted": len(records), "rejected": rejected})
+    return _json(202, {ACCEPTED_FIELD: len(records), REJECTED_FIELD: rejected})
 
 
 @router.get("/healthz", **HEALTH_DOCS)

@@ -154,9 +154,21 @@ class BillingDay(BaseModel):
     server_error_count: int
     bytes_in: int
     bytes_out: int
-    reconciliation_status: str | None = Field(description="ok | explained | unexplained")
-    stream_count: int | None
-    difference: int | None
+    reconciliation_status: str | None = Field(
+        description="ok | explained | unexplained | pending (the day is still open); "
+                    "null before the day was reconciled")
+    stream_count: int | None = Field(description="What the stream (metrics_1m) counted.")
+    difference: int | None = Field(
+        description="total_requests - stream_count = late_beyond_lateness - "
+                    "duplicates_in_stream + unexplained")
+    late_beyond_lateness: int | None = Field(
+        description="Events later than the stream's allowed lateness: billed, not streamed.")
+    duplicates_removed: int | None = Field(
+        description="Copies of an event id the batch layer dropped (not billed).")
+    duplicates_in_stream: int | None = Field(
+        description="Of those, copies the stream counted (they came in another batch).")
+    unexplained: int | None = Field(
+        description="The part of the difference no known cause explains.")
     computed_at: datetime
 
 
@@ -169,7 +181,8 @@ class BillingConsumer(BaseModel):
     bytes_in: int
     bytes_out: int
     reconciliation_status: str = Field(
-        description="worst day status: unexplained > explained > ok; pending if none yet")
+        description="worst day status: unexplained > explained > pending > ok; pending "
+                    "also when no day was reconciled yet")
     days: list[BillingDay]
 
 

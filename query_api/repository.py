@@ -227,7 +227,7 @@ def billing_usage(conn: Conn, project_id: str, start: date, end: date,
         "SELECT u.api_key, u.day, u.total_requests, u.requests_by_tier, u.error_count, "
         "u.server_error_count, u.bytes_in, u.bytes_out, u.computed_at, "
         "r.status AS reconciliation_status, r.stream_count, r.difference, "
-        "r.late_beyond_lateness, r.duplicates_removed, r.unexplained "
+        "r.late_beyond_lateness, r.duplicates_removed, r.duplicates_in_stream, r.unexplained "
         "FROM billing_usage u LEFT JOIN reconciliation r "
         "ON r.project_id = u.project_id AND r.api_key = u.api_key AND r.day = u.day "
         "WHERE u.project_id = %s AND u.day >= %s AND u.day < %s "

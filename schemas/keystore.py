@@ -92,6 +92,13 @@ def revoke_key(conn: psycopg.Connection[Any], project_id: str, key_id: str) -> b
     return cur.rowcount == 1
 
 
+def consumer_hash_key(conn: psycopg.Connection[Any], project_id: str) -> str | None:
+    """The project's key for hashing consumer ids (``schemas.ingest_wire``); None if no project."""
+    row = conn.execute("SELECT consumer_hash_key FROM projects WHERE project_id = %s",
+                       (project_id,)).fetchone()
+    return str(row[0]) if row else None
+
+
 def authenticate(conn: psycopg.Connection[Any], secret: str) -> KeyInfo | None:
     """The key's info when the secret is a known, active key; None otherwise."""
     if not looks_like_key(secret):

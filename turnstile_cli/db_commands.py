@@ -9,13 +9,13 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from schemas.settings import DatabaseSettings
+from turnstile_cli.output import console
 
 app = typer.Typer(help="Apply and inspect the database schema.", no_args_is_help=True)
-_console = Console()
+_console = console()
 
 DatabaseUrlOption = Annotated[
     str | None, typer.Option("--database-url", help="libpq URL; default TURNSTILE_DATABASE_URL.")

@@ -12,14 +12,17 @@ import time
 from pathlib import Path
 from typing import Annotated
 
+import psycopg
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from schemas.ingest_wire import CONSUMER_HASH_KEY_ENV, INGEST_BATCH_PATH
+from schemas.keystore import consumer_hash_key
 from schemas.migrate import migrate
 from schemas.settings import KafkaSettings, StateSettings
-from turnstile_cli.demo_project import demo_keys
+from turnstile_cli.demo_project import DEMO_PROJECT, demo_keys
+from turnstile_cli.output import console
 from turnstile_cli.stack import LocalStack, StackConfig, StackError
 from turnstile_cli.stack.launcher import ensure_supervisor, stop_services, wait_services_started
 from turnstile_cli.stack.plan import ServicePlan, load_plan
@@ -42,7 +45,7 @@ from turnstile_cli.stack.supervisor_state import request, restart_request
 
 app = typer.Typer(help="Run the local servers and the supervised platform services.",
                   no_args_is_help=True)
-_console = Console()
+_console = console()
 if not _console.is_terminal:  # rich assumes 80 columns for pipes and would cut addresses
     _console.width = 240
 
@@ -129,13 +132,26 @@ def up(
     _console.print(f"TURNSTILE_KAFKA_BOOTSTRAP={stack.kafka_bootstrap}")
     _console.print(f"TURNSTILE_DATABASE_URL={stack.database_url}")
     if services:
-        keys = demo_keys(stack.config.state_dir, stack.database_url)
-        _console.print(f"gateway    http://127.0.0.1:{gateway_port}/api/v1/events/batch"
-                       f"  (demo write key {keys['write']})")
-        _console.print(f"dashboard  http://127.0.0.1:{query_port}/  (demo read key {keys['read']})")
-        _console.print(f"API docs   http://127.0.0.1:{query_port}/docs")
+        _print_demo(stack, gateway_port, query_port)
     if not all(row.ok for row in rows):
         raise typer.Exit(1)
+
+
+def _print_demo(stack: LocalStack, gateway_port: int, query_port: int) -> None:
+    """Where everything is and the demo project's keys (the README's examples use them)."""
+    keys = demo_keys(stack.config.state_dir, stack.database_url)
+    with psycopg.connect(stack.database_url, autocommit=True) as conn:
+        hash_key = consumer_hash_key(conn, DEMO_PROJECT)
+    lines = (
+        f"gateway    http://127.0.0.1:{gateway_port}{INGEST_BATCH_PATH}"
+        f"  (demo write key {keys['write']})",
+        f"dashboard  http://127.0.0.1:{query_port}/  (demo read key {keys['read']})",
+        f"admin      demo admin key {keys['admin']}  (keys, quotas, alert rules)",
+        f"API docs   http://127.0.0.1:{query_port}/docs",
+        f"agents     {CONSUMER_HASH_KEY_ENV}={hash_key}  (the demo project's consumer hash key)",
+    )
+    for line in lines:
+        _console.print(line, highlight=False, soft_wrap=True)
 
 
 def _start_services(stack: LocalStack, demo_rate: float, ports: ServicePorts,

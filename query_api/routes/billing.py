@@ -20,8 +20,11 @@ router = APIRouter(prefix="/api/v1/billing", tags=["billing"])
 # Worst first: a consumer's month is as doubtful as its most doubtful day.
 _SEVERITY = ("unexplained", "explained", "pending", "ok")
 _SUMMED = ("total_requests", "error_count", "server_error_count", "bytes_in", "bytes_out")
+# The reconciliation's causes of a day's stream/batch difference (None before it ran):
+# difference = late_beyond_lateness - duplicates_in_stream + unexplained.
+CAUSES = ("late_beyond_lateness", "duplicates_removed", "duplicates_in_stream", "unexplained")
 CSV_COLUMNS = ("api_key", "day", *_SUMMED, "reconciliation_status", "stream_count",
-               "difference")
+               "difference", *CAUSES)
 
 
 def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -42,6 +45,7 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "requests_by_tier": {k: int(v) for k, v in (row["requests_by_tier"] or {}).items()},
             "reconciliation_status": row["reconciliation_status"],
             "stream_count": row["stream_count"], "difference": row["difference"],
+            **{name: row[name] for name in CAUSES},
             "computed_at": row["computed_at"],
         })
     out = []

@@ -21,7 +21,7 @@ const LIVE_MS = 10000;
 const FILTER_DIMS = ["endpoint", "method", "api_key"];
 
 const state = {
-  key: null, range: "24h", start: null, end: null, filters: {},
+  key: null, range: "24h", rangeChosen: false, start: null, end: null, filters: {},
   sort: { col: "requests", dir: "desc" }, paused: false,
   endpoints: [], generation: 0, loading: false,
 };
@@ -38,6 +38,7 @@ function readHash() {
   const p = new URLSearchParams(location.hash.replace(/^#/, ""));
   const range = p.get("range");
   state.range = range === "custom" || RANGES[range] ? range : "24h";
+  state.rangeChosen = state.range === range;
   state.start = p.get("start");
   state.end = p.get("end");
   if (state.range === "custom" && !(state.start && state.end)) state.range = "24h";
@@ -60,7 +61,7 @@ function currentRange() {
 }
 
 function update(patch) {
-  Object.assign(state, patch);
+  Object.assign(state, patch, { rangeChosen: true });
   writeHash();
   renderControls();
   load();
@@ -171,6 +172,7 @@ async function load() {
   if (errors.some(([, e]) => e.status === 401)) {
     return showLogin("Your key is no longer accepted (unknown or revoked). Sign in again.");
   }
+  if (opensOnLastHour(results.historical)) return update({ range: "1h" });
   const render = {
     historical: renderHistorical, status: renderStatus, countries: renderCountries,
     endpoints: (body) => { state.endpoints = body.endpoints; drawEndpoints(); },
@@ -189,6 +191,16 @@ async function load() {
   document.documentElement.dataset.state = errors.length ? "error" : "ready";
   document.documentElement.dataset.loaded = query({ range: state.range, ...state.filters });
   scheduleRefresh();
+}
+
+// A new stack has minutes of traffic: on the default 24 h range they are one hourly bar and
+// a per-minute average over 24 h. Opened without a chosen range, the page then shows 1 h.
+function opensOnLastHour(hist) {
+  if (state.rangeChosen || state.range !== "24h" || !hist) return false;
+  state.rangeChosen = true;
+  const since = Date.now() - 2 * 3600 * 1000; // the last hour spans at most two hourly buckets
+  const busy = hist.series.filter((p) => p.requests > 0);
+  return busy.length > 0 && busy.every((p) => Date.parse(p.ts) >= since);
 }
 
 function renderErrors(errors) {
@@ -240,6 +252,12 @@ function addFilter(patch) {
 }
 
 // ---------- rendering: KPIs and charts ----------
+function fmtSpan(minutes) {
+  if (minutes < 120) return Math.round(minutes) + " min";
+  if (minutes < 2 * 1440) return Math.round(minutes / 60) + " h";
+  return Math.round(minutes / 1440) + " days";
+}
+
 function renderHistorical(hist) {
   const series = hist.series;
   let requests = 0, errors = 0, serverErrors = 0, latencyWeight = 0, latencySum = 0;
@@ -261,7 +279,9 @@ function renderHistorical(hist) {
   setFigure("kpi-rpm", requests / minutes, fmtRate(requests / minutes));
   const step = hist.granularity_seconds;
   const peakRpm = Math.max(0, ...series.map((p) => p.requests / (step / 60)));
-  $("kpi-rpm-sub").textContent = "peak " + fmtRate(peakRpm) + "/min";
+  const bucketName = { 60: "minute", 3600: "hour", 86400: "day" }[step] || step / 60 + " min";
+  $("kpi-rpm-sub").textContent = "average over " + fmtSpan(minutes) + "; busiest " + bucketName +
+    " " + fmtRate(peakRpm) + "/min";
   setFigure("kpi-error-rate", errorRate, fmtPct(errorRate));
   $("kpi-errors-sub").textContent = fmtInt(errors) + " responses ≥ 400";
   setFigure("kpi-5xx-rate", serverRate, fmtPct(serverRate));
@@ -281,7 +301,8 @@ function renderHistorical(hist) {
   const xs = series.map((p) => Date.parse(p.ts) / 1000);
   const perMin = step / 60;
   drawChart("chart-rpm", xs, [
-    { label: "Requests/min", color: "--c-primary", fill: true, bars: true,
+    { label: perMin > 1 ? "Requests/min (" + bucket + " average)" : "Requests/min",
+      color: "--c-primary", fill: true, bars: true,
       values: series.map((p) => p.requests / perMin), fmt: fmtRate },
     { label: "Errors/min", color: "--c-bad", values: series.map((p) => p.errors / perMin), fmt: fmtRate },
   ]);

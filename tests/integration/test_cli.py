@@ -117,7 +117,14 @@ def test_make_run_platform_serves_demo_traffic_end_to_end_and_down_stops_everyth
         names = {p.stem for p in (state / "pids").glob("*.pid")}
         assert names == {"supervisor", "gateway", "speed", "lake", "billing", "query",
                          "alerting", "demo"}
-        read_key = json.loads((state / "demo-keys.json").read_text())["read"]
+        demo = json.loads((state / "demo-keys.json").read_text())
+        read_key = demo["read"]
+        # The keys the README's examples need, each whole on its line (stdout is a pipe).
+        lines = up.stdout.splitlines()
+        assert any(f"demo admin key {demo['admin']}" in line for line in lines), up.stdout
+        assert any(f"demo read key {read_key}" in line for line in lines), up.stdout
+        assert any(line.startswith("agents     TURNSTILE_AGENT_CONSUMER_HASH_KEY=")
+                   for line in lines), up.stdout
 
         # Events travel agent → gateway → Kafka → speed layer → PostgreSQL → query API.
         deadline = time.monotonic() + 120
@@ -182,3 +189,65 @@ def test_make_run_platform_serves_demo_traffic_end_to_end_and_down_stops_everyth
         shutil.rmtree(state, ignore_errors=True)
     assert down.returncode == 0, down.stdout + down.stderr
     assert leftover == []
+
+
+def test_keys_create_prints_the_agents_environment_and_list_is_never_cut(stack, stack_env):
+    import json
+    import uuid
+
+    from typer.testing import CliRunner
+
+    from schemas.ingest_wire import CONSUMER_HASH_KEY_ENV
+    from turnstile_cli.main import app
+
+    runner = CliRunner()
+    project = f"cli-{uuid.uuid4().hex[:8]}"
+    created = runner.invoke(app, ["keys", "create", "-p", project, "--kind", "write"])
+    assert created.exit_code == 0, created.output
+    hash_key = runner.invoke(app, ["keys", "hash-key", "-p", project]).stdout.strip()
+    assert len(hash_key) == 64 and int(hash_key, 16) >= 0
+    assert f"{CONSUMER_HASH_KEY_ENV}={hash_key}" in created.stdout
+    other = f"cli-{uuid.uuid4().hex[:8]}"
+    runner.invoke(app, ["keys", "create", "-p", other, "--kind", "read"])
+    other_key = runner.invoke(app, ["keys", "hash-key", "-p", other]).stdout.strip()
+    assert other_key != hash_key  # one per project
+    assert runner.invoke(app, ["keys", "hash-key", "-p", "no-such-project"]).exit_code == 1
+
+    made = json.loads(runner.invoke(app, ["keys", "create", "-p", project, "--kind", "read",
+                                          "--name", "a rather long name for a wall screen",
+                                          "--json"]).stdout)
+    listed = runner.invoke(app, ["keys", "list", "-p", project])
+    assert listed.exit_code == 0
+    as_json = json.loads(runner.invoke(app, ["keys", "list", "-p", project, "--json"]).stdout)
+    assert made["key_id"] in {k["key_id"] for k in as_json}
+    # Piped: every key id and name whole; the only "…" is the one after each prefix.
+    assert all(k["key_id"] in listed.stdout and f"{k['prefix']}…" in listed.stdout
+               for k in as_json)
+    assert listed.stdout.count("…") == len(as_json) == 2
+    assert "a rather long name for a wall screen" in listed.stdout
+    revoked = runner.invoke(app, ["keys", "revoke", "-p", project, made["key_id"]])
+    assert revoked.exit_code == 0, revoked.output
+
+
+def test_map_customer_takes_the_raw_consumer_id_and_explains_the_hashed_one(stack, stack_env,
+                                                                             db):
+    import uuid
+
+    from typer.testing import CliRunner
+
+    from schemas.ingest_wire import hash_consumer_id
+    from turnstile_cli.main import app
+
+    runner = CliRunner()
+    project = f"map-{uuid.uuid4().hex[:8]}"
+    runner.invoke(app, ["keys", "create", "-p", project, "--kind", "write"])
+    key = runner.invoke(app, ["keys", "hash-key", "-p", project]).stdout.strip()
+    raw = runner.invoke(app, ["billing", "map-customer", project, "cust-42", "cus_A", "--raw"])
+    assert raw.exit_code == 0, raw.output
+    hashed = hash_consumer_id("cust-42", key)
+    assert hashed in raw.stdout
+    assert db.execute("SELECT stripe_customer_id FROM stripe_customers WHERE project_id = %s"
+                      " AND api_key = %s", (project, hashed)).fetchone() == ("cus_A",)
+    plain = runner.invoke(app, ["billing", "map-customer", project, "cust-43", "cus_B"])
+    assert plain.exit_code == 0
+    assert "--raw" in plain.stdout and "no billed day" in plain.stdout

@@ -69,8 +69,12 @@ def drive(app, start: int, count: int) -> None:
     asyncio.run(main())
 
 
+HASH_KEY = "integration-consumer-hash-key"
+
+
 def agent_settings(gateway, keys, **overrides) -> AgentSettings:
-    base = {"url": gateway.url, "write_key": keys.write, "batch_size": 1000,
+    base = {"url": gateway.url, "write_key": keys.write, "consumer_hash_key": HASH_KEY,
+            "batch_size": 1000,
             "flush_interval_s": 0.2, "max_queue_events": 100_000}
     return AgentSettings(**{**base, **overrides})
 
@@ -88,7 +92,7 @@ def test_fifty_thousand_requests_arrive_with_the_right_fields(stack, gateway, ke
     got = read_topic(stack.kafka_bootstrap, gateway.topic, 50_000, timeout=60)
     assert len(got) == 50_000
     assert len({r.value["event_id"] for r in got}) == 50_000
-    hashed = {hash_consumer(c) for c in CONSUMERS}
+    hashed = {hash_consumer(c, HASH_KEY) for c in CONSUMERS}
     endpoints = Counter()
     for r in got:
         v = r.value

@@ -8,6 +8,7 @@ from starlette.routing import Mount, Route
 
 from agent.asgi import TurnstileASGI
 from agent.capture import CaptureOptions, hash_consumer
+from tests.unit.agent.conftest import TEST_HASH_KEY
 
 pytestmark = pytest.mark.unit
 
@@ -60,7 +61,7 @@ def test_fastapi_requests_become_events_with_route_templates(make_sender, fake_g
     assert first["endpoint"] == "/users/{user_id}"
     assert first["status_code"] == 200
     assert first["response_bytes"] == len(b'{"id":42}')
-    assert first["api_key"] == hash_consumer("cust-secret")
+    assert first["api_key"] == hash_consumer("cust-secret", TEST_HASH_KEY)
     assert first["user_agent"] == "ua/1"
     assert first["function"] == "get_user"
     assert first["latency_ms"] >= 0 and first["timestamp"] > 1.7e9

@@ -2,25 +2,62 @@ import pytest
 
 from agent.capture import (
     CaptureOptions,
+    MissingHashKey,
     build_event,
     client_ip,
     consumer_id,
     hash_consumer,
+    resolve_options,
     template_from_rule,
 )
+from agent.settings import AgentSettings
 
 pytestmark = pytest.mark.unit
 
 
 def test_consumer_is_hashed_by_default_and_stable():
-    opts = CaptureOptions()
+    opts = resolve_options(None, AgentSettings(consumer_hash_key="project-key"))
     h = consumer_id("secret-key-of-acme", opts)
-    assert h == consumer_id("secret-key-of-acme", opts)
+    assert h == consumer_id("secret-key-of-acme", opts) == hash_consumer("secret-key-of-acme",
+                                                                         "project-key")
     assert "acme" not in h and len(h) == 24
-    assert consumer_id("x", CaptureOptions(hash_salt="s")) != consumer_id("x", opts)
+    assert consumer_id("x", CaptureOptions(hash_key="other")) != consumer_id("x", opts)
     assert consumer_id("acme", CaptureOptions(hash_consumer=False)) == "acme"
     assert consumer_id(None, opts) is None
-    assert hash_consumer("a") != hash_consumer("b")
+    assert hash_consumer("a", "k") != hash_consumer("b", "k")
+
+
+def test_hashing_without_a_key_is_refused_at_startup(monkeypatch):
+    monkeypatch.delenv("TURNSTILE_AGENT_CONSUMER_HASH_KEY", raising=False)
+    with pytest.raises(MissingHashKey, match="TURNSTILE_AGENT_CONSUMER_HASH_KEY"):
+        resolve_options(None, AgentSettings())
+    assert resolve_options(CaptureOptions(hash_consumer=False), AgentSettings()).hash_key is None
+    assert resolve_options(CaptureOptions(hash_key="k"), AgentSettings()).hash_key == "k"
+    # A disabled agent sends nothing, so it need not be configured.
+    assert resolve_options(None, AgentSettings(enabled=False)).hash_consumer
+
+
+def test_the_hash_key_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv("TURNSTILE_AGENT_CONSUMER_HASH_KEY", "from-env")
+    opts = resolve_options(None, AgentSettings())
+    assert opts.hash_key == "from-env"
+    assert consumer_id("c", opts) == hash_consumer("c", "from-env") != hash_consumer("c", "")
+
+
+def test_every_middleware_refuses_to_hash_without_a_key(monkeypatch):
+    from agent.asgi import TurnstileASGI
+    from agent.sender import Sender
+    from agent.wsgi import TurnstileWSGI
+
+    monkeypatch.delenv("TURNSTILE_AGENT_CONSUMER_HASH_KEY", raising=False)
+    sender = Sender(AgentSettings(url="http://127.0.0.1:9"))
+    try:
+        with pytest.raises(MissingHashKey):
+            TurnstileASGI(lambda *a: None, sender)
+        with pytest.raises(MissingHashKey):
+            TurnstileWSGI(lambda *a: None, sender)
+    finally:
+        sender.close(timeout=0)
 
 
 @pytest.mark.parametrize(("peer", "xff", "trusted", "expected"), [

@@ -68,7 +68,7 @@ def test_values_out_of_range_are_clamped_or_left_out():
 
 
 def test_consumer_ids_with_surrogates_hash_and_plain_ones_are_cut():
-    assert len(hash_consumer("k\ud800")) == 24
+    assert len(hash_consumer("k\ud800", "key")) == 24
     plain = CaptureOptions(hash_consumer=False)
     assert consumer_id("c\x00" * 200, plain) == "c" * MAX_API_KEY
     assert consumer_id("\x00", plain) is None

@@ -3,6 +3,7 @@ from flask import Flask, Response
 
 from agent.capture import hash_consumer
 from agent.wsgi import TurnstileWSGI, instrument_flask
+from tests.unit.agent.conftest import TEST_HASH_KEY
 
 pytestmark = pytest.mark.unit
 
@@ -44,7 +45,7 @@ def test_flask_route_rule_status_sizes_and_consumer(make_sender, fake_gateway):
     assert sender.flush(5)
     user, echo, stream, missing = fake_gateway.events()
     assert user["endpoint"] == "/users/{user_id}" and user["path"] == "/users/5"
-    assert user["function"] == "get_user" and user["api_key"] == hash_consumer("k1")
+    assert user["function"] == "get_user" and user["api_key"] == hash_consumer("k1", TEST_HASH_KEY)
     assert user["status_code"] == 200 and user["user_agent"] == "ua"
     assert echo["request_bytes"] == 11 and echo["response_bytes"] == 11
     assert stream["response_bytes"] == 70
