@@ -90,16 +90,30 @@ BEGIN
 END
 $$;
 
--- Refresh and retention as the other project-wide levels (0074), started apart.
+-- Refresh as the other project-wide levels (0074), but oldest batches first. TimescaleDB
+-- 2.28 refreshes 10 buckets per batch, newest first by default, and a first refresh
+-- that way moved the watermark past hours not yet materialized: for a while they read
+-- as empty (seen in tests/integration/test_timescaledb_policies.py). Oldest first, the
+-- unrefreshed part is always past the watermark, so real-time aggregation answers it.
 SELECT add_continuous_aggregate_policy('metrics_project_1m', start_offset => INTERVAL '3 days',
                                        end_offset => INTERVAL '10 minutes',
-                                       schedule_interval => INTERVAL '5 minutes');
+                                       schedule_interval => INTERVAL '5 minutes',
+                                       refresh_newest_first => false);
 SELECT add_continuous_aggregate_policy('metrics_project_1h', start_offset => INTERVAL '3 days',
                                        end_offset => INTERVAL '30 minutes',
-                                       schedule_interval => INTERVAL '5 minutes');
+                                       schedule_interval => INTERVAL '5 minutes',
+                                       refresh_newest_first => false);
 SELECT add_continuous_aggregate_policy('metrics_project_1d', start_offset => INTERVAL '7 days',
                                        end_offset => INTERVAL '2 hours',
-                                       schedule_interval => INTERVAL '30 minutes');
+                                       schedule_interval => INTERVAL '30 minutes',
+                                       refresh_newest_first => false);
+-- The same for every other level's policy (0072, 0074): a replay after an outage that
+-- invalidates many hours is re-materialized oldest first too.
+SELECT alter_job(job_id, config => config || '{"refresh_newest_first": false}'::jsonb)
+FROM timescaledb_information.jobs
+WHERE proc_name = 'policy_refresh_continuous_aggregate' AND hypertable_schema = 'public'
+  AND hypertable_name LIKE 'metrics\_%' AND NOT (config ? 'refresh_newest_first');
+-- Retention as the other levels, started apart.
 SELECT add_retention_policy('metrics_project_1m', drop_after => INTERVAL '30 days',
                             initial_start => now() + INTERVAL '120 minutes');
 SELECT add_retention_policy('metrics_project_1h', drop_after => INTERVAL '2 years',

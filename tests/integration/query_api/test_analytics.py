@@ -197,8 +197,8 @@ def test_every_aggregate_of_a_width_gives_a_range_the_same_totals(world, stack):
             assert f"metrics_project_{tables[0][-2:]}" in tables
             for start, end in ranges:
                 if seconds == 86400:
-                    start = start.replace(hour=0, minute=0)
-                    end = (end + timedelta(days=1)).replace(hour=0, minute=0)
+                    start = start.replace(hour=0, minute=0, second=0)
+                    end = (end + timedelta(days=1)).replace(hour=0, minute=0, second=0)
                 answers = {t: conn.execute(
                     f"SELECT {', '.join(measures)} FROM {t} WHERE project_id = %s"  # noqa: S608
                     " AND bucket >= %s AND bucket < %s",
