@@ -15,7 +15,7 @@ ALTER TABLE metrics_1m SET (
 
 -- Chunks compressed before keep their own settings (TimescaleDB stores them per chunk):
 -- both layouts read alike, and the old ones age out with the 1-minute retention (30
--- days). They are NOT recompressed here: tried in this migration, a refresh policy that
--- the job scheduler ran meanwhile (0075's, at once) read the chunks being recompressed
--- and materialized hours without their minutes. To convert them anyway, pause the jobs
--- first (see README, TimescaleDB).
+-- days). They are not recompressed here: that would decompress and compress every old
+-- chunk (30 days: 720) in this one transaction, holding their locks meanwhile. To
+-- convert them sooner: SELECT compress_chunk(decompress_chunk(c)) per chunk, one
+-- transaction each, at a quiet time.
