@@ -115,6 +115,9 @@ METRIC_TABLES: Final = (METRICS_1M, METRICS_1H, METRICS_1D)
 # consumer, so breakdowns merge that many fewer digests.
 ENDPOINT_KEY: Final = tuple(c for c in SERIES_KEY if c.name != "api_key")
 CONSUMER_KEY: Final = tuple(c for c in SERIES_KEY if c.name in ("project_id", "api_key"))
+# One series per project: a project's totals and time series (the dashboard's historical
+# call) merge one digest per bucket instead of one per endpoint.
+PROJECT_KEY: Final = SERIES_KEY[:1]
 
 
 def _levels(prefix: str, key: tuple[Column, ...]) -> tuple[MetricTable, ...]:
@@ -125,16 +128,18 @@ def _levels(prefix: str, key: tuple[Column, ...]) -> tuple[MetricTable, ...]:
 
 ENDPOINT_TABLES: Final = _levels("metrics_endpoints", ENDPOINT_KEY)
 CONSUMER_TABLES: Final = _levels("metrics_consumers", CONSUMER_KEY)
-ALL_TABLES: Final = (*METRIC_TABLES, *ENDPOINT_TABLES, *CONSUMER_TABLES)
+PROJECT_TABLES: Final = _levels("metrics_project", PROJECT_KEY)
+ALL_TABLES: Final = (*METRIC_TABLES, *ENDPOINT_TABLES, *CONSUMER_TABLES, *PROJECT_TABLES)
 
 
 def smallest_table(seconds: int, columns: frozenset[str] | set[str]) -> MetricTable:
     """The table of bucket width ``seconds`` with the fewest series that has ``columns``.
 
-    Per endpoint first (a few hundred series per project), then per consumer, then the
-    full series key. Every level has the same totals, so the choice never changes answers.
+    The project total first (one series), then per endpoint (a few hundred series per
+    project), then per consumer, then the full series key. Every level has the same
+    totals, so the choice never changes answers.
     """
-    for table in (*ENDPOINT_TABLES, *CONSUMER_TABLES, *METRIC_TABLES):
+    for table in (*PROJECT_TABLES, *ENDPOINT_TABLES, *CONSUMER_TABLES, *METRIC_TABLES):
         if table.seconds == seconds and columns <= set(table.key_names):
             return table
     raise ValueError(f"no metric table of {seconds} s buckets has {sorted(columns)}")

@@ -62,7 +62,7 @@ def _job(conn: psycopg.Connection, table: str, proc: str) -> int:
 def _successes(conn: psycopg.Connection, job: int) -> int:
     row = conn.execute("SELECT total_successes FROM timescaledb_information.job_stats"
                        " WHERE job_id = %s", (job,)).fetchone()
-    return int(row[0]) if row else 0
+    return int(row[0] or 0) if row else 0  # NULL while its first run is under way
 
 
 def _run_soon_and_wait(conn: psycopg.Connection, jobs: list[int], timeout: float = 90.0) -> None:
@@ -191,10 +191,109 @@ def test_policy_settings_reach_the_jobs(own_db):
     settings = MetricPolicySettings(compress_after="3 hours", retention_1m="14 days")
     assert sorted(apply_policies(conn, settings)) == [  # every table of the minute level
         "metrics_1m compress_after = 3 hours", "metrics_1m drop_after = 14 days",
-        "metrics_consumers_1m drop_after = 14 days", "metrics_endpoints_1m drop_after = 14 days"]
+        "metrics_consumers_1m drop_after = 14 days", "metrics_endpoints_1m drop_after = 14 days",
+        "metrics_project_1m drop_after = 14 days"]
     assert apply_policies(conn, settings) == []  # applied once: nothing left to change
     configs = dict(conn.execute(
         "SELECT proc_name, config FROM timescaledb_information.jobs"
         " WHERE hypertable_name = 'metrics_1m'").fetchall())
     assert configs["policy_compression"]["compress_after"] == "3 hours"
     assert configs["policy_retention"]["drop_after"] == "14 days"
+
+
+@pytest.fixture
+def own_url(stack, db) -> Iterator[str]:
+    """An empty database of this test only; the test migrates it as far as it wants."""
+    name = f"policies_{uuid.uuid4().hex[:10]}"
+    db.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    base, _, _ = stack.database_url.rpartition("/")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        db.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+_PROJECT_ANSWERS = """
+SELECT bucket, sum(request_count)::bigint, max(latency_max),
+       round(tdigest_percentile(latency_digest, 0.9)::numeric, 6)
+FROM {} WHERE project_id = %s GROUP BY 1 ORDER BY 1"""
+
+
+def test_a_database_from_before_0075_keeps_its_answers_and_gets_one_layout(own_url, tmp_path):
+    """0075's per-project levels carry the old history; 0076 compresses new chunks by project.
+
+    Chunks compressed before 0076 keep their layout (and their answers).
+    """
+    from schemas.migrate import MIGRATIONS_DIR
+
+    for f in MIGRATIONS_DIR.glob("*.sql"):
+        if int(f.name[:4]) < 75:
+            (tmp_path / f.name).symlink_to(f)
+    migrate(own_url, tmp_path)
+    project = "p-before"
+    with psycopg.connect(own_url, autocommit=True) as conn:
+        conn.execute("SET TIME ZONE 'UTC'")
+        # 12 days ago (older than every refresh window) and the last 5 hours
+        conn.execute(_ROWS, {"project": project, "start": _hour(12 * 24 + 3),
+                             "end": _hour(12 * 24)})
+        conn.execute(_ROWS, {"project": project, "start": _hour(5), "end": _hour(0)})
+        conn.execute("CALL refresh_continuous_aggregate('metrics_endpoints_1m', NULL, %s)",
+                     (_hour(0),))
+        for level in ("1h", "1d"):
+            conn.execute(f"CALL refresh_continuous_aggregate('metrics_endpoints_{level}',"
+                         " NULL, %s)", (_hour(0).replace(hour=0),))
+        old = conn.execute("SELECT count(compress_chunk(c)) FROM show_chunks('metrics_1m',"
+                           " older_than => now() - INTERVAL '2 hours') c").fetchone()[0]
+        assert old >= 5
+        expected = {level: conn.execute(sql.SQL(_PROJECT_ANSWERS).format(sql.Identifier(
+            f"metrics_endpoints_{level}")), (project,)).fetchall() for level in ("1m", "1h")}
+        minutes = conn.execute("SELECT count(*), sum(request_count) FROM metrics_1m").fetchone()
+
+    migrate(own_url)
+    with psycopg.connect(own_url, autocommit=True) as conn:
+        conn.execute("SET TIME ZONE 'UTC'")
+        assert conn.execute("SELECT count(*), sum(request_count) FROM metrics_1m"
+                            ).fetchone() == minutes
+
+        def project_answers(level: str) -> list[tuple]:
+            return conn.execute(sql.SQL(_PROJECT_ANSWERS).format(sql.Identifier(
+                f"metrics_project_{level}")), (project,)).fetchall()
+
+        # before any refresh (real-time from the level below), then after the policies ran
+        for refreshed in (False, True):
+            for level in ("1m", "1h"):
+                got = project_answers(level)
+                marks = conn.execute(
+                    "SELECT view_name, _timescaledb_functions.to_timestamp("
+                    "_timescaledb_functions.cagg_watermark(h.id))::text FROM"
+                    " timescaledb_information.continuous_aggregates c"
+                    " JOIN _timescaledb_catalog.hypertable h"
+                    " ON h.table_name = c.materialization_hypertable_name").fetchall()
+                assert [r[:3] for r in got] == [r[:3] for r in expected[level]], (
+                    level, refreshed, marks)
+                assert [float(r[3]) for r in got] == pytest.approx(
+                    [float(r[3]) for r in expected[level]], rel=0.02)
+            for level in ("1m", "1h", "1d"):  # the scheduler runs them, one level at a time
+                _run_soon_and_wait(conn, [_job(conn, f"metrics_project_{level}",
+                                               "policy_refresh_continuous_aggregate")])
+        # the days no refresh window reaches come from 0075's copy
+        (days,) = conn.execute("SELECT sum(request_count) FROM metrics_project_1d"
+                               " WHERE project_id = %s AND bucket"
+                               " < date_trunc('day', now() - INTERVAL '8 days')",
+                               (project,)).fetchone()
+        assert days == conn.execute("SELECT sum(request_count) FROM metrics_1m WHERE"
+                                    " bucket < date_trunc('day', now() - INTERVAL '8 days')"
+                                    ).fetchone()[0] > 0
+
+        # the next chunk compressed gets 0076's layout; the old ones keep 0071's
+        hourly = sql.SQL(_PROJECT_ANSWERS).format(sql.Identifier("metrics_1m"))
+        answers = conn.execute(hourly, (project,)).fetchall()
+        conn.execute("SELECT compress_chunk(c, if_not_compressed => true) FROM show_chunks("
+                     "'metrics_1m', older_than => now() - INTERVAL '1 hour') c")
+        layouts = conn.execute(
+            "SELECT segmentby, orderby, count(*) FROM timescaledb_information."
+            "chunk_compression_settings WHERE hypertable = 'metrics_1m'::regclass"
+            " GROUP BY 1, 2 ORDER BY 3 DESC").fetchall()
+        assert layouts == [("project_id,api_key", "bucket", old),
+                           ("project_id", "api_key,endpoint,method,status_class,bucket", 1)]
+        assert conn.execute(hourly, (project,)).fetchall() == answers

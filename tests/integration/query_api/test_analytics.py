@@ -1,5 +1,6 @@
 import csv
 import io
+from datetime import timedelta
 
 import pytest
 
@@ -175,3 +176,77 @@ def test_bad_parameters_answer_problem_json_naming_them(world, path, params, nam
     assert r.status_code == 400, r.text
     assert r.headers["content-type"] == "application/problem+json"
     assert [p["name"] for p in r.json()["invalid_params"]] == [name]
+
+
+def test_every_aggregate_of_a_width_gives_a_range_the_same_totals(world, stack):
+    """Project totals, per endpoint, per consumer and the full series agree, level by level.
+
+    Covers the fixed days (materialized) and the last hour (open buckets, real-time).
+    """
+    import psycopg
+
+    from schemas.metric_tables import ALL_TABLES
+
+    ranges = [(DAY0, DAY0 + timedelta(days=7)),
+              (world.now - timedelta(hours=1), world.now + timedelta(minutes=1))]
+    measures = ("sum(request_count)", "sum(error_count)", "sum(server_error_count)",
+                "sum(bytes_in)", "sum(bytes_out)", "min(latency_min)", "max(latency_max)")
+    with psycopg.connect(stack.database_url, autocommit=True) as conn:
+        for seconds in (60, 3600, 86400):
+            tables = [t.name for t in ALL_TABLES if t.seconds == seconds]
+            assert f"metrics_project_{tables[0][-2:]}" in tables
+            for start, end in ranges:
+                if seconds == 86400:
+                    start = start.replace(hour=0, minute=0, second=0)
+                    end = (end + timedelta(days=1)).replace(hour=0, minute=0, second=0)
+                answers = {t: conn.execute(
+                    f"SELECT {', '.join(measures)} FROM {t} WHERE project_id = %s"  # noqa: S608
+                    " AND bucket >= %s AND bucket < %s",
+                    (world.a.project_id, start, end)).fetchone() for t in tables}
+                assert answers[tables[0]][0], (seconds, start)
+                assert len(set(answers.values())) == 1, answers
+
+
+def test_historical_reads_the_project_totals_and_agrees_with_the_breakdowns(world):
+    params = {"start": "2025-06-02", "end": "2025-06-03"}
+    hist = world.client.get(f"{API}/historical", headers=world.a.h(),
+                            params={**params, "granularity": "1h"}).json()
+    ep = world.client.get(f"{API}/endpoints", headers=world.a.h(), params=params).json()
+    cons = world.client.get(f"{API}/consumers", headers=world.a.h(), params=params).json()
+    total = hist["totals"]["requests"]
+    assert total == sum(p["requests"] for p in hist["series"]) == 43
+    assert total == sum(e["requests"] for e in ep["endpoints"])
+    assert total == sum(c["requests"] for c in cons["consumers"])
+    assert hist["totals"]["bytes_out"] == sum(e["bytes_out"] for e in ep["endpoints"])
+
+
+def test_unfiltered_series_and_totals_read_the_one_series_per_project_level():
+    from query_api.params import Rollup
+    from query_api.repository import _source
+
+    assert [_source(r, []).as_string(None) for r in Rollup] == [
+        '"metrics_project_1m"', '"metrics_project_1h"', '"metrics_project_1d"']
+    assert _source(Rollup.HOUR, ["endpoint"]).as_string(None) == '"metrics_endpoints_1h"'
+    assert _source(Rollup.HOUR, ["api_key"]).as_string(None) == '"metrics_consumers_1h"'
+
+
+@pytest.mark.parametrize("dims", [["api_key"], ["api_key", "endpoint"]])
+def test_consumer_breakdowns_ranked_before_merging_digests_match_the_full_merge(world, stack,
+                                                                              dims):
+    import psycopg
+
+    from query_api import repository as repo
+    from query_api.params import Rollup, TimeRange
+
+    rng = TimeRange(DAY0, DAY0 + timedelta(days=7))
+    with psycopg.connect(stack.database_url, autocommit=True) as conn:
+        for table in (Rollup.HOUR, Rollup.DAY):
+            every = repo.breakdown(conn, table, world.a.project_id, rng, dims)
+            assert len(every) >= 2 and all(r["percentiles"] for r in every)
+            for limit in (1, 2, len(every) + 5):
+                top = repo.breakdown(conn, table, world.a.project_id, rng, dims, limit=limit)
+                assert len(top) == min(limit, len(every))
+                for got, want in zip(top, every, strict=False):
+                    assert {k: v for k, v in got.items() if k != "percentiles"} == {
+                        k: v for k, v in want.items() if k != "percentiles"}
+                    assert got["percentiles"] == pytest.approx(want["percentiles"], rel=0.02)

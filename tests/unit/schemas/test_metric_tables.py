@@ -52,7 +52,8 @@ def test_each_level_aggregates_the_one_below():
 
 
 def test_the_smallest_table_with_the_needed_columns_serves_a_query():
-    assert smallest_table(3600, {"project_id"}).name == "metrics_endpoints_1h"
+    assert smallest_table(3600, {"project_id"}).name == "metrics_project_1h"
+    assert smallest_table(3600, {"project_id", "method"}).name == "metrics_endpoints_1h"
     assert smallest_table(60, {"project_id", "endpoint", "status_class"}).name == (
         "metrics_endpoints_1m")
     assert smallest_table(86400, {"project_id", "api_key"}).name == "metrics_consumers_1d"
