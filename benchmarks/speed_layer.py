@@ -169,12 +169,16 @@ def _watch_rss(procs: list[subprocess.Popen[bytes]], peak: list[float]) -> None:
 
 
 def run_flow(bootstrap: str, dsn: str, topic: str, workers: int, n: int, *,
-             processes: int = 1) -> dict[str, float]:
-    """One run; ``processes`` > 1 makes a Bytewax cluster of that many 1-worker processes."""
+             processes: int = 1, table: str = "public.metrics_1m",
+             **extra_env: str) -> dict[str, float]:
+    """One run; ``processes`` > 1 makes a Bytewax cluster of that many 1-worker processes.
+
+    ``table`` is where the flow's ``metrics_1m`` resolves (see ``plain_table``)."""
     state = Path(tempfile.mkdtemp(prefix="speed-bench-"))
     with psycopg.connect(dsn, autocommit=True) as db:
-        db.execute("TRUNCATE metrics_1m")
-    env = flow_env(bootstrap, dsn, topic, state)
+        db.execute(f"TRUNCATE {table}")
+    flow_dsn = dsn if table == "public.metrics_1m" else _with_search_path(dsn, PLAIN_SCHEMA)
+    env = flow_env(bootstrap, flow_dsn, topic, state, **extra_env)
     # The recovery store is made once, before the processes share it.
     recovery_config(SpeedSettings(state=StateSettings(state_dir=state)))
     command = [sys.executable, "-m", "turnstile_cli.main", "speed", "--stop-at-end"]
@@ -200,13 +204,38 @@ def run_flow(bootstrap: str, dsn: str, topic: str, workers: int, n: int, *,
     if any(codes):
         raise RuntimeError(f"speed layer exited with {codes}")
     with psycopg.connect(dsn, autocommit=True) as db:
-        counted = db.execute("SELECT sum(request_count), count(*) FROM metrics_1m").fetchone()
+        counted = db.execute(
+            f"SELECT sum(request_count), count(*) FROM {table}").fetchone()  # noqa: S608
     if counted is None or counted[0] != n:
         raise RuntimeError(f"metrics_1m counts {counted}, expected {n}")
     return {"seconds": ended - started, "events_per_s": n / (ended - started),
             "flow_seconds": ended - flow_started,
             "flow_events_per_s": n / (ended - flow_started),
             "peak_rss_mb": max(rss), "rows": float(counted[1])}
+
+
+PLAIN_SCHEMA = "bench_plain"
+
+
+def plain_table(dsn: str) -> str:
+    """A plain (non-hypertable) ``metrics_1m`` of the same columns and key in a scratch
+    schema; a flow whose search_path starts there upserts into it (everything else, the
+    late-event and dead-letter tables, stays in public). For issue 12's upsert cost."""
+    with psycopg.connect(dsn, autocommit=True) as db:
+        db.execute(f"DROP SCHEMA IF EXISTS {PLAIN_SCHEMA} CASCADE")
+        db.execute(f"CREATE SCHEMA {PLAIN_SCHEMA}")
+        db.execute(f"CREATE TABLE {PLAIN_SCHEMA}.metrics_1m (LIKE public.metrics_1m"
+                   " INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES)")
+        hyper = db.execute("SELECT count(*) FROM timescaledb_information.hypertables"
+                           " WHERE hypertable_schema = %s", (PLAIN_SCHEMA,)).fetchone()
+        if hyper is None or hyper[0]:
+            raise RuntimeError("the scratch metrics_1m became a hypertable")
+    return f"{PLAIN_SCHEMA}.metrics_1m"
+
+
+def _with_search_path(dsn: str, schema: str) -> str:
+    sep = "&" if "?" in dsn else "?"
+    return f"{dsn}{sep}options=-csearch_path%3D{schema},public"
 
 
 def freshness(bootstrap: str, dsn: str, seconds: float, rate: int = 20_000) -> dict[str, float]:
@@ -278,8 +307,8 @@ CONFIGS = {
     # label: (workers per process, processes)
     "1 worker": (1, 1),
     "2 workers (2 processes)": (1, 2),
-    "2 workers (1 process, 2 threads)": (2, 1),
 }
+PLAIN = "1 worker, plain metrics_1m table (not a hypertable)"
 
 
 def _load() -> list[float]:
@@ -293,6 +322,8 @@ def main() -> None:
     parser.add_argument("--freshness-s", type=float, default=20.0)
     parser.add_argument("--spread-events", type=int, default=500_000,
                         help="events of the pathological spread case (0: skip it)")
+    parser.add_argument("--poll-sweep", default="",
+                        help="comma-separated poll_max_records values, 1 worker, 1 run each")
     args = parser.parse_args()
     external = os.environ.get("TURNSTILE_KAFKA_BOOTSTRAP") and os.environ.get(
         "TURNSTILE_DATABASE_URL")
@@ -322,11 +353,18 @@ def main() -> None:
         prefill_s = time.perf_counter() - t
         base: list[float] = []
         flows: dict[str, list[dict[str, float]]] = {label: [] for label in CONFIGS}
+        plain_runs: list[dict[str, float]] = []
+        plain = plain_table(dsn)
         for _ in range(args.runs):  # interleaved, so a busy spell hits every figure alike
             base.append(baseline(bootstrap, topic, args.events))
             for label, (workers, processes) in CONFIGS.items():
                 flows[label].append(run_flow(bootstrap, dsn, topic, workers, args.events,
                                              processes=processes))
+            plain_runs.append(run_flow(bootstrap, dsn, topic, 1, args.events, table=plain))
+        sweep = {}
+        for value in [int(v) for v in args.poll_sweep.split(",") if v]:
+            sweep[value] = run_flow(bootstrap, dsn, topic, 1, args.events,
+                                    TURNSTILE_SPEED_POLL_MAX_RECORDS=str(value))
         if args.spread_events:
             spread_topic = f"bench.spread.{uuid.uuid4().hex[:8]}"
             ensure_topic(bootstrap, spread_topic, PARTITIONS)
@@ -375,6 +413,20 @@ def main() -> None:
                 "runs_events_per_s": [round(x["events_per_s"]) for x in r],
             } for (label, r), (w, p) in zip(flows.items(), CONFIGS.values(), strict=True)
         },
+        "upsert_cost_hypertable_vs_plain_table": {
+            "plain_table_events_per_s": round(med(plain_runs, "events_per_s")),
+            "plain_table_flow_events_per_s": round(med(plain_runs, "flow_events_per_s")),
+            "plain_table_runs_events_per_s": [round(x["events_per_s"]) for x in plain_runs],
+            "hypertable_slower_by": round(1 - med(flows["1 worker"], "events_per_s")
+                                          / med(plain_runs, "events_per_s"), 3),
+            "how": f"the same 1-worker run with metrics_1m resolved (search_path) to a plain "
+                   f"table {plain} of the same columns and primary key; the hypertable "
+                   "carries the continuous aggregates' invalidation triggers",
+        },
+        "poll_max_records_sweep_1_worker": {
+            str(k): {"events_per_s": round(v["events_per_s"]),
+                     "flow_events_per_s": round(v["flow_events_per_s"]),
+                     "peak_rss_mb": round(v["peak_rss_mb"], 1)} for k, v in sweep.items()},
         "pathological_spread_case": {
             "shape": f"uniform over {SERIES:,} series and {SPREAD_MINUTES} minutes: almost "
                      "every event opens its own window (1 worker, 1 run)",
@@ -400,6 +452,11 @@ def main() -> None:
         print(f"{label + ' events/s (flow start..exit)':<52}{r['flow_events_per_s']:>14,}")
         print(f"{label + ' ratio vs baseline':<52}{r['ratio_vs_baseline']:>14}")
         print(f"{label + ' peak RSS MB':<52}{r['peak_rss_mb']:>14}")
+    up = result["upsert_cost_hypertable_vs_plain_table"]
+    print(f"{PLAIN + ' events/s':<52}{up['plain_table_events_per_s']:>14,}")
+    print(f"{'hypertable slower than plain table by':<52}{up['hypertable_slower_by']:>14}")
+    for k, v in result["poll_max_records_sweep_1_worker"].items():
+        print(f"{'poll_max_records ' + k + ' events/s':<52}{v['events_per_s']:>14,}")
     if spread:
         print(f"{'pathological spread, 1 worker events/s':<52}{spread['events_per_s']:>14,.0f}")
         print(f"{'pathological spread, metrics_1m rows':<52}{spread['rows']:>14,.0f}")

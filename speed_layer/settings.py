@@ -41,9 +41,6 @@ class SpeedSettings(BaseSettings):
     allowed_lateness_s: float = Field(default=300.0, ge=0)
     emit_interval_s: float = Field(default=2.0, gt=0, le=60)
     digest_compression: int = Field(default=200, ge=10, le=10_000)
-    # Unused since format v2 (every event carries batch_id and batch_index); kept because
-    # ``ShardWindows`` still takes it.
-    dedupe_attempt_window_ms: int = Field(default=1_000, ge=0)
     # How long a batch id is remembered: at least the agent's longest retry (schemas.retries).
     dedupe_horizon_s: float = Field(default=RETRY_DEDUPE_HORIZON_S)
 
