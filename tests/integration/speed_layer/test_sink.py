@@ -26,8 +26,7 @@ def test_one_write_with_two_emissions_of_a_shard_keeps_the_newest(stack, db, pro
     w = ShardWindows(allowed_lateness_us=300_000_000, compression=200)
     first = emitted(records[:250], 0, w)
     second = emitted(records[250:], 0, w)  # the same windows again, with their full values
-    other = ShardWindows(allowed_lateness_us=300_000_000, compression=200,
-                         attempt_window_ms=1000)
+    other = ShardWindows(allowed_lateness_us=300_000_000, compression=200)
     more = make_records(100, minutes=2, seed=32, project_prefix=project_prefix + "x")
     third = emitted(more, 1, other)
     assert not keys_are_unique([first, second, third])
