@@ -6,7 +6,7 @@
 Pre-fills a 12-partition topic with events shaped like a live stream (``make_events``:
 100,000 series, Zipf-like popularity, timestamps rising over two minutes of event time),
 then runs ``turnstile speed --stop-at-end`` (recovery on) as 1 worker, as a 2-process
-cluster of 1 worker each, and as 1 process with 2 worker threads; each is timed from
+cluster of 1 worker each, and into a plain (non-hypertable) metrics_1m; each is timed from
 process start to exit and from the dataflow's start (after Python's imports) to exit.
 The baseline, in the same run and interleaved with the flows, is a plain confluent-kafka
 consumer that only consumes and decodes the same records. A second, labelled figure runs
@@ -138,6 +138,63 @@ def baseline(bootstrap: str, topic: str, n: int) -> float:
     return n / elapsed
 
 
+def stage_profile(bootstrap: str, topic: str, n: int, poll_records: int = 100,
+                  emit_every_polls: int = 25) -> dict[str, float]:
+    """CPU seconds per million events of each in-process stage of the speed layer, on the
+    same records: Kafka consume (records already fetched), decode, windows, emit, COPY
+    payload. No PostgreSQL: what the dataflow thread and the writer thread each pay."""
+    from speed_layer.decode import decode_poll
+    from speed_layer.items import Emission
+    from speed_layer.sink import metrics_csv
+    from speed_layer.windows import ShardWindows
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"sp-{uuid.uuid4()}",
+                         "enable.auto.commit": False, "fetch.max.bytes": 64 << 20,
+                         "max.partition.fetch.bytes": 16 << 20})
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
+    spent = dict.fromkeys(("consume", "decode", "windows_add", "emit", "copy_csv"), 0.0)
+    shards: dict[int, ShardWindows] = {}
+    seen, polls, payload_bytes = 0, 0, 0
+    while seen < n:
+        t0 = time.process_time()
+        msgs = [m for m in consumer.consume(poll_records, 1.0) if m.error() is None]
+        t1 = time.process_time()
+        spent["consume"] += t1 - t0
+        by_part: dict[int, list] = {}
+        for m in msgs:  # one step per record (~80 events), as the source's comprehensions
+            by_part.setdefault(m.partition() or 0, []).append(m)
+        for part, ms in by_part.items():
+            t0 = time.process_time()
+            batch = decode_poll(topic=topic, partition=part,
+                                values=[m.value() or b"" for m in ms], keys=[None] * len(ms),
+                                offsets=[m.offset() or 0 for m in ms],
+                                produced_ms=[m.timestamp()[1] for m in ms])
+            t1 = time.process_time()
+            w = shards.setdefault(part, ShardWindows(allowed_lateness_us=300_000_000,
+                                                     compression=200))
+            w.add(batch)
+            t2 = time.process_time()
+            spent["decode"] += t1 - t0
+            spent["windows_add"] += t2 - t1
+            seen += len(batch)
+        polls += 1
+        if polls % emit_every_polls == 0 or seen >= n:
+            for part, w in shards.items():
+                t0 = time.process_time()
+                rows = w.emit()
+                t1 = time.process_time()
+                payload, _ = metrics_csv([Emission(part, metrics=rows)])
+                t2 = time.process_time()
+                spent["emit"] += t1 - t0
+                spent["copy_csv"] += t2 - t1
+                payload_bytes += len(payload)
+    consumer.close()
+    out = {f"{k}_cpu_s_per_million_events": round(v * 1e6 / seen, 3) for k, v in spent.items()}
+    out["total_cpu_s_per_million_events"] = round(sum(spent.values()) * 1e6 / seen, 3)
+    out["copy_payload_bytes_per_event"] = round(payload_bytes / seen, 1)
+    return out
+
+
 def flow_env(bootstrap: str, dsn: str, topic: str, state: Path, **extra: str) -> dict[str, str]:
     return {**os.environ, "TURNSTILE_KAFKA_BOOTSTRAP": bootstrap, "TURNSTILE_DATABASE_URL": dsn,
             "TURNSTILE_KAFKA_EVENTS_TOPIC": topic, "TURNSTILE_STATE_DIR": str(state),
@@ -169,12 +226,16 @@ def _watch_rss(procs: list[subprocess.Popen[bytes]], peak: list[float]) -> None:
 
 
 def run_flow(bootstrap: str, dsn: str, topic: str, workers: int, n: int, *,
-             processes: int = 1) -> dict[str, float]:
-    """One run; ``processes`` > 1 makes a Bytewax cluster of that many 1-worker processes."""
+             processes: int = 1, table: str = "public.metrics_1m",
+             **extra_env: str) -> dict[str, float]:
+    """One run; ``processes`` > 1 makes a Bytewax cluster of that many 1-worker processes.
+
+    ``table`` is where the flow's ``metrics_1m`` resolves (see ``plain_table``)."""
     state = Path(tempfile.mkdtemp(prefix="speed-bench-"))
     with psycopg.connect(dsn, autocommit=True) as db:
-        db.execute("TRUNCATE metrics_1m")
-    env = flow_env(bootstrap, dsn, topic, state)
+        db.execute(f"TRUNCATE {table}")
+    flow_dsn = dsn if table == "public.metrics_1m" else _with_search_path(dsn, PLAIN_SCHEMA)
+    env = flow_env(bootstrap, flow_dsn, topic, state, **extra_env)
     # The recovery store is made once, before the processes share it.
     recovery_config(SpeedSettings(state=StateSettings(state_dir=state)))
     command = [sys.executable, "-m", "turnstile_cli.main", "speed", "--stop-at-end"]
@@ -200,13 +261,38 @@ def run_flow(bootstrap: str, dsn: str, topic: str, workers: int, n: int, *,
     if any(codes):
         raise RuntimeError(f"speed layer exited with {codes}")
     with psycopg.connect(dsn, autocommit=True) as db:
-        counted = db.execute("SELECT sum(request_count), count(*) FROM metrics_1m").fetchone()
+        counted = db.execute(
+            f"SELECT sum(request_count), count(*) FROM {table}").fetchone()  # noqa: S608
     if counted is None or counted[0] != n:
         raise RuntimeError(f"metrics_1m counts {counted}, expected {n}")
     return {"seconds": ended - started, "events_per_s": n / (ended - started),
             "flow_seconds": ended - flow_started,
             "flow_events_per_s": n / (ended - flow_started),
             "peak_rss_mb": max(rss), "rows": float(counted[1])}
+
+
+PLAIN_SCHEMA = "bench_plain"
+
+
+def plain_table(dsn: str) -> str:
+    """A plain (non-hypertable) ``metrics_1m`` of the same columns and key in a scratch
+    schema; a flow whose search_path starts there upserts into it (everything else, the
+    late-event and dead-letter tables, stays in public). For issue 12's upsert cost."""
+    with psycopg.connect(dsn, autocommit=True) as db:
+        db.execute(f"DROP SCHEMA IF EXISTS {PLAIN_SCHEMA} CASCADE")
+        db.execute(f"CREATE SCHEMA {PLAIN_SCHEMA}")
+        db.execute(f"CREATE TABLE {PLAIN_SCHEMA}.metrics_1m (LIKE public.metrics_1m"
+                   " INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES)")
+        hyper = db.execute("SELECT count(*) FROM timescaledb_information.hypertables"
+                           " WHERE hypertable_schema = %s", (PLAIN_SCHEMA,)).fetchone()
+        if hyper is None or hyper[0]:
+            raise RuntimeError("the scratch metrics_1m became a hypertable")
+    return f"{PLAIN_SCHEMA}.metrics_1m"
+
+
+def _with_search_path(dsn: str, schema: str) -> str:
+    sep = "&" if "?" in dsn else "?"
+    return f"{dsn}{sep}options=-csearch_path%3D{schema},public"
 
 
 def freshness(bootstrap: str, dsn: str, seconds: float, rate: int = 20_000) -> dict[str, float]:
@@ -278,8 +364,8 @@ CONFIGS = {
     # label: (workers per process, processes)
     "1 worker": (1, 1),
     "2 workers (2 processes)": (1, 2),
-    "2 workers (1 process, 2 threads)": (2, 1),
 }
+PLAIN = "1 worker, plain metrics_1m table (not a hypertable)"
 
 
 def _load() -> list[float]:
@@ -293,6 +379,8 @@ def main() -> None:
     parser.add_argument("--freshness-s", type=float, default=20.0)
     parser.add_argument("--spread-events", type=int, default=500_000,
                         help="events of the pathological spread case (0: skip it)")
+    parser.add_argument("--poll-sweep", default="",
+                        help="comma-separated poll_max_records values, 1 worker, 1 run each")
     args = parser.parse_args()
     external = os.environ.get("TURNSTILE_KAFKA_BOOTSTRAP") and os.environ.get(
         "TURNSTILE_DATABASE_URL")
@@ -310,6 +398,7 @@ def main() -> None:
         stack.up(KafkaSettings(bootstrap=stack.kafka_bootstrap), timeout=90.0)
         bootstrap, dsn = stack.kafka_bootstrap, stack.database_url
     spread: dict[str, float] = {}
+    plain_error = ""
     try:
         migrate(dsn)
         start_us = int(time.time() * 1e6) - 3_600_000_000
@@ -322,11 +411,33 @@ def main() -> None:
         prefill_s = time.perf_counter() - t
         base: list[float] = []
         flows: dict[str, list[dict[str, float]]] = {label: [] for label in CONFIGS}
+        plain_runs: list[dict[str, float]] = []
+        try:
+            plain: str | None = plain_table(dsn)
+        except Exception as exc:
+            plain, plain_error = None, repr(exc)
+            print(f"plain table not made: {plain_error}")
+        try:
+            profile = stage_profile(bootstrap, topic, args.events)
+        except Exception as exc:  # a figure, not the benchmark's point: record why
+            profile = {"error": repr(exc)}
         for _ in range(args.runs):  # interleaved, so a busy spell hits every figure alike
             base.append(baseline(bootstrap, topic, args.events))
             for label, (workers, processes) in CONFIGS.items():
                 flows[label].append(run_flow(bootstrap, dsn, topic, workers, args.events,
                                              processes=processes))
+            if plain is not None:
+                plain_runs.append(run_flow(bootstrap, dsn, topic, 1, args.events,
+                                           table=plain))
+        sweep: dict[int, dict[str, float]] = {}
+        for value in [int(v) for v in args.poll_sweep.split(",") if v]:
+            try:
+                sweep[value] = run_flow(bootstrap, dsn, topic, 1, args.events,
+                                        TURNSTILE_SPEED_POLL_MAX_RECORDS=str(value))
+            except Exception as exc:
+                sweep[value] = {"events_per_s": -1, "flow_events_per_s": -1,
+                                "peak_rss_mb": -1}
+                print(f"poll sweep {value} failed: {exc!r}")
         if args.spread_events:
             spread_topic = f"bench.spread.{uuid.uuid4().hex[:8]}"
             ensure_topic(bootstrap, spread_topic, PARTITIONS)
@@ -375,6 +486,21 @@ def main() -> None:
                 "runs_events_per_s": [round(x["events_per_s"]) for x in r],
             } for (label, r), (w, p) in zip(flows.items(), CONFIGS.values(), strict=True)
         },
+        "upsert_cost_hypertable_vs_plain_table": {
+            "plain_table_events_per_s": round(med(plain_runs, "events_per_s")),
+            "plain_table_flow_events_per_s": round(med(plain_runs, "flow_events_per_s")),
+            "plain_table_runs_events_per_s": [round(x["events_per_s"]) for x in plain_runs],
+            "hypertable_slower_by": round(1 - med(flows["1 worker"], "events_per_s")
+                                          / med(plain_runs, "events_per_s"), 3),
+            "how": f"the same 1-worker run with metrics_1m resolved (search_path) to a plain "
+                   f"table {plain} of the same columns and primary key; the hypertable "
+                   "carries the continuous aggregates' invalidation triggers",
+        } if plain_runs else {"error": plain_error},
+        "stage_profile_in_process": profile,
+        "poll_max_records_sweep_1_worker": {
+            str(k): {"events_per_s": round(v["events_per_s"]),
+                     "flow_events_per_s": round(v["flow_events_per_s"]),
+                     "peak_rss_mb": round(v["peak_rss_mb"], 1)} for k, v in sweep.items()},
         "pathological_spread_case": {
             "shape": f"uniform over {SERIES:,} series and {SPREAD_MINUTES} minutes: almost "
                      "every event opens its own window (1 worker, 1 run)",
@@ -382,11 +508,13 @@ def main() -> None:
             **{k: round(v, 2) for k, v in spread.items()},
         } if spread else {},
         "freshness_20k_events_per_s": fresh,
-        "notes": "seconds = process start to exit (includes Python start-up, ~1-2 s here "
+        "notes": "Other engineers' tests and benchmarks were running on the same 2 cores "
+                 "meanwhile (see the load averages); compare figures within this run. "
+                 "seconds = process start to exit (includes Python start-up, ~1-2 s here "
                  "without .pyc caching, and the final flush); flow_seconds = from the "
                  "dataflow starting (after imports) to exit. Recovery snapshots on (every "
                  "10 s). '2 processes' = a 2-process Bytewax cluster of 1 worker each; "
-                 "'2 threads' share one GIL. Baseline = one plain confluent-kafka consumer "
+                 "Baseline = one plain confluent-kafka consumer "
                  "decoding the same v2 records with schemas.records.decode_metric_arrays, "
                  "same topic, same run. Prefill: v2 records as the gateway makes them "
                  "(HTTP batches of 1,000 events, one record per partition touched).",
@@ -400,6 +528,11 @@ def main() -> None:
         print(f"{label + ' events/s (flow start..exit)':<52}{r['flow_events_per_s']:>14,}")
         print(f"{label + ' ratio vs baseline':<52}{r['ratio_vs_baseline']:>14}")
         print(f"{label + ' peak RSS MB':<52}{r['peak_rss_mb']:>14}")
+    up = result["upsert_cost_hypertable_vs_plain_table"]
+    for k, v in up.items():  # type: ignore[attr-defined]
+        print(f"{'upsert cost ' + k:<52}{v!s:>14}")
+    for k, v in result["poll_max_records_sweep_1_worker"].items():
+        print(f"{'poll_max_records ' + k + ' events/s':<52}{v['events_per_s']:>14,}")
     if spread:
         print(f"{'pathological spread, 1 worker events/s':<52}{spread['events_per_s']:>14,.0f}")
         print(f"{'pathological spread, metrics_1m rows':<52}{spread['rows']:>14,.0f}")

@@ -2,25 +2,27 @@
 
     kafka (one ShardBatch per poll) ─┬─ dead letters ─▶ dead-letter topic
                                      └─ key: partition ─▶ windows (ShardLogic)
-                                                              │ submit / flush
+                                                              │ Emission (Arrow batches)
                                                               ▼
-                                              BackgroundWriter thread ─▶ PostgreSQL
+                                               postgres (PostgresSink, one part per
+                                               shard) ─▶ BackgroundWriter ─▶ PostgreSQL
 
 State is keyed by Kafka partition (a shard), never by series: one ``ShardWindows`` per
 partition holds every minute window of that partition. Every (project, api_key) lives on
 one partition (the record key), so every metrics_1m row is owned by exactly one shard and
-the writer may replace rows. The windows hand their emissions straight to the process's
-writer thread (not to a downstream step: a step after them could still be writing an
-epoch's emissions when their snapshot is taken) and flush it in their snapshot.
-Recovery: Bytewax snapshots each shard's windows and each partition's next offset at the
-same epoch, after that epoch's writes are committed; after a crash both are restored
-together and the records after that offset are replayed, rebuilding the full values that
-are then written over whatever the crashed run had written.
+the writer may replace rows. The windows return their emissions downstream, keyed by
+shard, to the ``postgres`` step, whose parts hand them to the process's writer thread
+(the write overlaps the dataflow). That step is stateful: its snapshot, taken by Bytewax
+once all of an epoch's emissions have reached it, waits until they are committed.
+Recovery: Bytewax commits an epoch only after every snapshot of it was saved (each
+partition's next offset, each shard's windows, each sink part's flush), so after a crash
+the state and offsets of the last committed epoch are restored together and the records
+after that offset are replayed, rebuilding the full values that are then written over
+whatever the crashed run had written.
 """
 
 from __future__ import annotations
 
-import pickle
 import threading
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
@@ -29,7 +31,7 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.operators import StatefulLogic
-from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from bytewax.outputs import DynamicSink, FixedPartitionedSink, StatefulSinkPartition
 
 from schemas.consumer_ops import ComponentOps, no_ops
 from schemas.dead_letter_publisher import DeadLetterPublisher
@@ -40,6 +42,7 @@ from speed_layer.flow_errors import logged
 from speed_layer.items import Emission, ShardBatch
 from speed_layer.settings import SpeedSettings
 from speed_layer.sink import MetricsWriter
+from speed_layer.snapshot import dump_windows, load_windows
 from speed_layer.source import COMPONENT, EventsSource
 from speed_layer.windows import ShardWindows
 
@@ -93,12 +96,11 @@ class SharedWriter:
 class ShardLogic(StatefulLogic[ShardBatch, Emission, bytes]):
     """Bytewax glue around one shard's ``ShardWindows``; emits partials on a timer."""
 
-    def __init__(self, windows: ShardWindows, partition: int, emit_interval: timedelta,
-                 writer: SharedWriter) -> None:
+    def __init__(self, windows: ShardWindows, partition: int,
+                 emit_interval: timedelta) -> None:
         self.windows = windows
         self.partition = partition
         self.emit_interval = emit_interval
-        self.writer = writer
         self.next_emit = datetime.now(UTC) + emit_interval
 
     def _context(self, batch: ShardBatch | None = None) -> str:
@@ -111,82 +113,92 @@ class ShardLogic(StatefulLogic[ShardBatch, Emission, bytes]):
         with logged("windows.on_item", lambda: self._context(value)):
             self.partition = value.partition
             late = self.windows.add(value)
-            if late is not None:
-                self.writer.get().submit(Emission(partition=value.partition, late=late))
-        return (), StatefulLogic.RETAIN
+        if late is None:
+            return (), StatefulLogic.RETAIN
+        return (Emission(partition=value.partition, late=late),), StatefulLogic.RETAIN
 
-    def _emit(self) -> None:
+    def _emit(self) -> tuple[Emission, ...]:
         rows = self.windows.emit()
-        if rows is not None:
-            self.writer.get().submit(Emission(partition=self.partition, metrics=rows))
+        return () if rows is None else (Emission(partition=self.partition, metrics=rows),)
 
     def on_notify(self) -> tuple[Iterable[Emission], bool]:
         with logged("windows.on_notify", self._context):
             self.next_emit = datetime.now(UTC) + self.emit_interval
-            self._emit()
-        return (), StatefulLogic.RETAIN
+            return self._emit(), StatefulLogic.RETAIN
 
     def on_eof(self) -> tuple[Iterable[Emission], bool]:
         with logged("windows.on_eof", self._context):
-            self._emit()
-            self.writer.flush()
-        return (), StatefulLogic.RETAIN
+            return self._emit(), StatefulLogic.RETAIN
 
     def notify_at(self) -> datetime | None:
         return self.next_emit
 
     def snapshot(self) -> bytes:
         with logged("windows.snapshot", self._context):
-            # The epoch this snapshot belongs to is committed only after it is taken:
-            # its writes must be in PostgreSQL by then (flush waits out an outage).
-            self.writer.flush()
-            # Bytes are immutable: the later mutations of the live state cannot reach them.
-            return pickle.dumps(self.windows, protocol=pickle.HIGHEST_PROTOCOL)
+            return dump_windows(self.windows)
 
 
-class _WriterLease(StatelessSinkPartition[Emission]):
-    """Keeps the process's writer open while this worker runs (no items flow here)."""
+class _PostgresPart(StatefulSinkPartition[Emission, None]):
+    """One shard's part of the ``postgres`` step: hands emissions to the writer thread."""
 
-    def __init__(self, writer: SharedWriter) -> None:
+    def __init__(self, writer: SharedWriter, part: str) -> None:
         self.writer = writer
+        self.part = part
         writer.lease()
 
-    def write_batch(self, items: list[Emission]) -> None:
-        with logged("postgres.write_batch", lambda: f"{len(items)} emission(s)"):
-            for emission in items:
-                self.writer.get().submit(emission)
+    def write_batch(self, values: list[Emission]) -> None:
+        with logged("postgres.write_batch", lambda: f"part {self.part}, "
+                                                    f"{len(values)} emission(s)"):
+            writer = self.writer.get()
+            for emission in values:  # one step per emission (thousands of rows each)
+                writer.submit(emission)
+
+    def snapshot(self) -> None:
+        # Bytewax commits the epoch only after this returns: its writes must be in
+        # PostgreSQL by then (flush waits out an outage).
+        with logged("postgres.snapshot", lambda: f"part {self.part}"):
+            self.writer.flush()
 
     def close(self) -> None:
         self.writer.release()
 
 
-class WriterLeases(DynamicSink[Emission]):
-    """The end of the windows' stream: one lease on the shared writer per worker."""
+class PostgresSink(FixedPartitionedSink[Emission, None]):
+    """The end of the windows' stream: one part per shard, all sharing one writer."""
 
-    def __init__(self, writer: SharedWriter) -> None:
+    def __init__(self, writer: SharedWriter, parts: Callable[[], list[str]]) -> None:
         self.writer = writer
+        self.parts = parts
 
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _WriterLease:
-        return _WriterLease(self.writer)
+    def list_parts(self) -> list[str]:
+        return self.parts()
+
+    def part_fn(self, item_key: str) -> int:
+        return int(item_key) if item_key.isdigit() else super().part_fn(item_key)
+
+    def build_part(self, step_id: str, for_part: str,
+                   resume_state: None) -> _PostgresPart:
+        return _PostgresPart(self.writer, for_part)
 
 
-def shard_builder(settings: SpeedSettings,
-                  writer: SharedWriter) -> Callable[[bytes | None], ShardLogic]:
-    """Builds a shard's logic, new or from its snapshot in the recovery store."""
+def shard_builder(settings: SpeedSettings) -> Callable[[bytes | None], ShardLogic]:
+    """Builds a shard's logic, new or from its snapshot, with today's settings."""
     interval = timedelta(seconds=settings.emit_interval_s)
 
     def build(resume: bytes | None) -> ShardLogic:
         if resume is not None:
             with logged("windows.resume", lambda: f"snapshot of {len(resume)} bytes"):
-                windows = pickle.loads(resume)  # noqa: S301 - our own snapshot and store
+                windows = load_windows(
+                    resume, allowed_lateness_us=settings.allowed_lateness_us,
+                    compression=settings.digest_compression,
+                    dedupe_horizon_ms=settings.dedupe_horizon_ms)
         else:
             windows = ShardWindows(
                 allowed_lateness_us=settings.allowed_lateness_us,
                 compression=settings.digest_compression,
-                attempt_window_ms=settings.dedupe_attempt_window_ms,
                 dedupe_horizon_ms=settings.dedupe_horizon_ms,
             )
-        return ShardLogic(windows, partition=-1, emit_interval=interval, writer=writer)
+        return ShardLogic(windows, partition=-1, emit_interval=interval)
 
     return build
 
@@ -197,6 +209,11 @@ def _letters_of(batch: ShardBatch) -> tuple[DeadLetter, ...]:
 
 def _shard_of(batch: ShardBatch) -> str:
     return str(batch.partition)
+
+
+def _test_parts() -> list[str]:
+    """Sink parts when the source is swapped (tests): enough for their partitions."""
+    return [str(p) for p in range(16)]
 
 
 def build_flow(
@@ -218,11 +235,13 @@ def build_flow(
         dsn=settings.database.dsn(), ops=ops, stop=stop)
     writer = SharedWriter(settings, ops, publisher)
     flow = Dataflow("turnstile_speed")
-    batches = op.input("kafka", flow, source or EventsSource(settings, ops))
+    events = source or EventsSource(settings, ops)
+    batches = op.input("kafka", flow, events)
     letters = op.flat_map("dead_letters", batches, _letters_of)
     op.output("dead_letter_topic", letters, dead_letters or DeadLetterSink(publisher))
     keyed = op.key_on("shard", batches, _shard_of)
-    emissions = op.stateful("windows", keyed, shard_builder(settings, writer))
-    op.output("postgres", op.key_rm("unkey", emissions), WriterLeases(writer))
+    emissions = op.stateful("windows", keyed, shard_builder(settings))
+    parts = events.list_parts if isinstance(events, EventsSource) else _test_parts
+    op.output("postgres", emissions, PostgresSink(writer, parts))
     return flow
 

@@ -63,9 +63,8 @@ def decode_poll(
         topic=topic,
         partition=partition,
         next_offset=int(all_offsets[-1]) + 1 if len(all_offsets) else -1,
-        columns=arrays.to_metric_columns(),
+        columns=arrays,
         offsets=all_offsets[rows],
-        batch_ids=arrays.batch_ids(),
         produced_ms=produced[rows],
         dead_letters=tuple(dead),
     )

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
 
 from schemas.retries import RETRY_DEDUPE_HORIZON_S
-from speed_layer.items import Int64s, Objects
+from speed_layer.items import Int64s
 
 MAX_BATCH_INDEX = 1_000_000
 """Positions at or above this are not tracked (no bitmap grows without bound): counted."""
@@ -32,28 +33,27 @@ Bools = npt.NDArray[np.bool_]
 class BatchDeduper:
     """Per-partition memory of batch ids: first CreateTime (ms) and counted positions."""
 
-    def __init__(self, attempt_window_ms: int, horizon_ms: int) -> None:
-        # ``attempt_window_ms`` is unused since format v2 (every event has its position).
-        del attempt_window_ms
+    def __init__(self, horizon_ms: int) -> None:
         self.horizon_ms = max(horizon_ms, RETRY_DEDUPE_HORIZON_MS)
         self.first_ms: dict[str, int] = {}
         self.counted: dict[str, Bools] = {}
-        self.newest_ms = np.iinfo(np.int64).min
+        self.newest_ms = int(np.iinfo(np.int64).min)
 
-    def duplicates(self, batch_ids: Objects, batch_index: Int64s,
+    def duplicates(self, batch_ids: pa.DictionaryArray, batch_index: Int64s,
                    produced_ms: Int64s) -> Bools:
         """Mask of rows already counted; remembers the rest.
 
         The records of one gateway batch sit next to each other in a partition, so rows
-        are taken run by run (one vectorised compare of neighbours): Python sees each run
-        once, never each row.
+        are taken run by run (one vectorised compare of neighbouring codes): Python sees
+        each run once (its id string from the dictionary), never each row.
         """
         n = len(batch_ids)
         dup = np.zeros(n, dtype=np.bool_)
         if n == 0:
             return dup
         self.newest_ms = max(self.newest_ms, int(produced_ms.max()))
-        starts = np.flatnonzero(np.r_[True, batch_ids[1:] != batch_ids[:-1]])
+        codes = batch_ids.indices.to_numpy(zero_copy_only=False)
+        starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
         ends = np.r_[starts[1:], n]
         # Per-run facts in a few vectorised calls; the loop below does dict work per run.
         firsts = np.minimum.reduceat(produced_ms, starts).tolist()
@@ -61,9 +61,9 @@ class BatchDeduper:
         rising = np.r_[np.diff(batch_index) > 0, True]
         rising[ends - 1] = True
         ordered = np.logical_and.reduceat(rising, starts).tolist()
+        names = batch_ids.dictionary.take(pa.array(codes[starts])).to_pylist()
         for batch_id, a, b, first, top, in_order in zip(
-                batch_ids[starts].tolist(), starts.tolist(), ends.tolist(), firsts, tops,
-                ordered, strict=True):
+                names, starts.tolist(), ends.tolist(), firsts, tops, ordered, strict=True):
             if self.first_ms.setdefault(batch_id, first) > first:
                 self.first_ms[batch_id] = first
             if top < MAX_BATCH_INDEX:
@@ -86,12 +86,6 @@ class BatchDeduper:
             seen |= again
         bitmap[index] = True
         return seen
-
-    def __setstate__(self, state: dict[str, object]) -> None:
-        # Snapshots taken before positions were tracked have no bitmaps: start with none.
-        state.setdefault("counted", {})
-        self.__dict__.update(state)
-        self.horizon_ms = max(self.horizon_ms, RETRY_DEDUPE_HORIZON_MS)
 
     def forget_old(self) -> int:
         """Drop ids older than the horizon; returns how many were dropped."""

@@ -1,22 +1,21 @@
 """The values that travel between the steps of the dataflow.
 
-Every item is a batch held in columns (numpy arrays, or lists of strings aligned with
-them): Bytewax adds a fixed cost per item, so items carry thousands of events or rows.
+Every item is a batch held in columns (numpy arrays and Arrow arrays): Bytewax adds a
+fixed cost per item, so items carry thousands of events or rows. Strings stay Arrow
+(dictionary codes from decode, string arrays in emissions): no Python object per row.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Final, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
 
-from schemas.codec import MetricColumns
 from schemas.dead_letters import DeadLetter
-
-if TYPE_CHECKING:
-    from speed_layer.sketches import DigestParts
+from schemas.records import MetricArrays
 
 WINDOW_US = 60_000_000
 """Width of a window: one minute of event time, in microseconds."""
@@ -24,6 +23,48 @@ WINDOW_US = 60_000_000
 Int64s = npt.NDArray[np.int64]
 Floats = npt.NDArray[np.float64]
 Objects = npt.NDArray[np.object_]
+
+METRIC_ROWS_SCHEMA: Final = pa.schema([
+    ("bucket_us", pa.int64()),
+    ("project_id", pa.string()),
+    ("api_key", pa.string()),
+    ("endpoint", pa.string()),
+    ("method", pa.string()),
+    ("status_class", pa.int16()),
+    ("request_count", pa.int64()),
+    ("error_count", pa.int64()),
+    ("server_error_count", pa.int64()),
+    ("latency_sum", pa.float64()),
+    ("latency_min", pa.float64()),
+    ("latency_max", pa.float64()),
+    ("bytes_in", pa.int64()),
+    ("bytes_out", pa.int64()),
+    # The latency sketch of each row as centroids (sorted by mean, positive integer
+    # counts); the writer thread prints them as tdigest text in bulk (sketches.pg_texts).
+    ("digest_means", pa.list_(pa.float64())),
+    ("digest_counts", pa.list_(pa.int64())),
+])
+MetricRows: TypeAlias = pa.RecordBatch
+_COMPRESSION: Final = b"digest_compression"
+
+
+def metric_rows_schema(compression: int) -> pa.Schema:
+    """The schema of emitted rows; their digests' compression rides in its metadata."""
+    return METRIC_ROWS_SCHEMA.with_metadata({_COMPRESSION: str(compression).encode()})
+
+
+def digest_compression(rows: MetricRows) -> int:
+    value: bytes = (rows.schema.metadata or {})[_COMPRESSION]
+    return int(value)
+
+"""Full state of some minute windows (``METRIC_ROWS_SCHEMA``): what their rows become."""
+
+LATE_ROWS_SCHEMA: Final = pa.schema([
+    ("kafka_offset", pa.int64()),
+    ("project_id", pa.string()),
+    ("api_key", pa.string()),
+    ("bucket_us", pa.int64()),
+])
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,9 +77,8 @@ class ShardBatch:
     topic: str
     partition: int
     next_offset: int
-    columns: MetricColumns
+    columns: MetricArrays
     offsets: Int64s
-    batch_ids: Objects  # the batch id (str) of each row
     produced_ms: Int64s  # Kafka record timestamp (CreateTime) per row
     dead_letters: tuple[DeadLetter, ...] = ()
 
@@ -47,42 +87,35 @@ class ShardBatch:
 
 
 @dataclass(frozen=True, slots=True)
-class MetricRows:
-    """Full state of some minute windows: what ``metrics_1m`` rows must become."""
-
-    bucket_us: Int64s
-    project_id: Objects  # str per row
-    api_key: Objects
-    endpoint: Objects
-    method: Objects
-    status_class: npt.NDArray[np.int16]
-    request_count: Int64s
-    error_count: Int64s
-    server_error_count: Int64s
-    latency_sum: Floats
-    latency_min: Floats
-    latency_max: Floats
-    bytes_in: Int64s
-    bytes_out: Int64s
-    digest: DigestParts  # the latency sketch of each row, printed by the writer
-
-    def __len__(self) -> int:
-        return len(self.bucket_us)
-
-
-@dataclass(frozen=True, slots=True)
 class LateRows:
-    """Events later than the allowed lateness, one row each (they are rare)."""
+    """Events later than the allowed lateness (``LATE_ROWS_SCHEMA``, one row each)."""
 
     topic: str
     partition: int
-    offset: Int64s
-    project_id: list[str]
-    api_key: list[str]
-    bucket_us: Int64s
+    rows: pa.RecordBatch
+
+    @property
+    def offset(self) -> Int64s:
+        out: Int64s = self.rows.column("kafka_offset").to_numpy()
+        return out
+
+    @property
+    def project_id(self) -> list[str]:
+        out: list[str] = self.rows.column("project_id").to_pylist()
+        return out
+
+    @property
+    def api_key(self) -> list[str]:
+        out: list[str] = self.rows.column("api_key").to_pylist()
+        return out
+
+    @property
+    def bucket_us(self) -> Int64s:
+        out: Int64s = self.rows.column("bucket_us").to_numpy()
+        return out
 
     def __len__(self) -> int:
-        return len(self.offset)
+        return int(self.rows.num_rows)
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,16 +34,14 @@ class SpeedSettings(BaseSettings):
     # Stop each partition once it has caught up with its end (tests, benchmarks, backfills).
     stop_at_end: bool = False
     # Records, not events: a v2 record holds the events of one HTTP batch for one partition
-    # (~80 for a batch of 1,000 over 12 partitions), so 100 records is ~8,000 events a poll.
-    poll_max_records: int = Field(default=100, ge=1, le=100_000)
+    # (~80 for a batch of 1,000 over 12 partitions), so 400 records is ~33,000 events a
+    # poll. Measured (benchmarks/results/speed_layer.json): 400 beat 100 and 1,000.
+    poll_max_records: int = Field(default=400, ge=1, le=100_000)
     idle_wait_ms: int = Field(default=50, ge=1, le=5_000)
 
     allowed_lateness_s: float = Field(default=300.0, ge=0)
     emit_interval_s: float = Field(default=2.0, gt=0, le=60)
     digest_compression: int = Field(default=200, ge=10, le=10_000)
-    # Unused since format v2 (every event carries batch_id and batch_index); kept because
-    # ``ShardWindows`` still takes it.
-    dedupe_attempt_window_ms: int = Field(default=1_000, ge=0)
     # How long a batch id is remembered: at least the agent's longest retry (schemas.retries).
     dedupe_horizon_s: float = Field(default=RETRY_DEDUPE_HORIZON_S)
 

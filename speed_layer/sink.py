@@ -18,7 +18,7 @@ import io
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,7 +29,7 @@ from pyarrow import csv
 from schemas.consumer_ops import ERRORS, EVENTS_OUT, ComponentOps, no_ops
 from schemas.dead_letters import DeadLetter, count_dead_letters
 from schemas.retry import call_until_done, pg_address, pg_unreachable
-from speed_layer.items import Emission, LateRows
+from speed_layer.items import LATE_ROWS_SCHEMA, Emission, digest_compression
 from speed_layer.metrics_sql import (
     COPY_METRICS,
     METRIC_SOURCES,
@@ -37,6 +37,7 @@ from speed_layer.metrics_sql import (
     UPSERT_METRICS,
     UPSERT_METRICS_UNIQUE,
 )
+from speed_layer.sketches import digest_texts
 from speed_layer.split import (
     COMPONENT,
     DATA_ERRORS,
@@ -55,6 +56,10 @@ CREATE TEMP TABLE IF NOT EXISTS speed_late_stage (
     topic text, kafka_partition integer, kafka_offset bigint, project_id text, api_key text,
     bucket_us bigint
 ) ON COMMIT DELETE ROWS"""
+
+_COPY_LATE = ("COPY speed_late_stage (topic, kafka_partition, kafka_offset, project_id,"
+              " api_key, bucket_us) FROM STDIN (FORMAT csv)")
+
 
 def keys_are_unique(emissions: Sequence[Emission]) -> bool:
     """True when at most one emission per known shard carries rows (so no key repeats)."""
@@ -102,36 +107,45 @@ class WriteStats:
 def metrics_csv(emissions: Sequence[Emission]) -> tuple[bytes, int]:
     """The COPY payload (CSV, columns of ``METRIC_COLUMNS``) of every emitted window.
 
-    Built by Arrow's CSV writer in one go: no Python object per row or per value.
+    The emissions' record batches are joined and written by Arrow's CSV writer, digests
+    printed in bulk (``sketches.digest_texts``): no Python object per row or per value.
     """
-    parts = [(seq, e.metrics) for seq, e in enumerate(emissions) if e.metrics is not None]
+    parts: list[tuple[int, pa.RecordBatch]] = [
+        (seq, e.metrics) for seq, e in enumerate(emissions)
+        if e.metrics is not None and e.metrics.num_rows]
     if not parts:
         return b"", 0
-    n = sum(len(rows) for _, rows in parts)
-
-    def column(name: str) -> pa.Array | pa.ChunkedArray:
-        chunks = [getattr(rows, name) for _, rows in parts]
-        if name == "digest":  # formatted here, on the writer thread (see sketches.py)
-            return pa.chunked_array([c.texts() for c in chunks], pa.string())
-        if chunks[0].dtype == object:
-            return pa.chunked_array([pa.array(c, pa.string()) for c in chunks], pa.string())
-        return pa.array(np.concatenate(chunks))
-
-    table = pa.table({
-        "seq": pa.array(np.concatenate(
-            [np.full(len(rows), seq, dtype=np.int64) for seq, rows in parts])),
-        **{target: column(source) for target, source in METRIC_SOURCES},
-    })
+    rows = pa.Table.from_batches([r.replace_schema_metadata() for _, r in parts])
+    compression = digest_compression(parts[0][1])
+    seq = np.repeat(np.asarray([s for s, _ in parts], np.int64),
+                    [r.num_rows for _, r in parts])
+    columns: dict[str, pa.Array | pa.ChunkedArray] = {"seq": pa.array(seq)}
+    for target, source in METRIC_SOURCES:
+        if source == "digest":
+            columns[target] = pa.chunked_array([
+                digest_texts(m, c, compression) for m, c in zip(
+                    rows.column("digest_means").chunks, rows.column("digest_counts").chunks,
+                    strict=True)], pa.string())
+        else:
+            columns[target] = rows.column(source)
     out = io.BytesIO()
-    csv.write_csv(table, out, csv.WriteOptions(include_header=False))
-    return out.getvalue(), n
+    csv.write_csv(pa.table(columns), out, csv.WriteOptions(include_header=False))
+    return out.getvalue(), len(seq)
 
 
-def _late_tuples(rows: LateRows) -> Iterable[tuple[object, ...]]:
-    for offset, project, api_key, bucket in zip(
-        rows.offset.tolist(), rows.project_id, rows.api_key, rows.bucket_us.tolist(), strict=True
-    ):
-        yield (rows.topic, rows.partition, offset, project, api_key, bucket)
+def late_csv(emissions: Sequence[Emission]) -> tuple[bytes, int]:
+    """The COPY payload of ``speed_late_stage`` (CSV written by Arrow)."""
+    parts = [e.late for e in emissions if e.late is not None and len(e.late)]
+    if not parts:
+        return b"", 0
+    tables = [pa.table({
+        "topic": pa.array(np.full(len(p), p.topic, dtype=object), pa.string()),
+        "kafka_partition": pa.array(np.full(len(p), p.partition, dtype=np.int32)),
+        **{name: p.rows.column(name) for name in LATE_ROWS_SCHEMA.names},
+    }) for p in parts]
+    out = io.BytesIO()
+    csv.write_csv(pa.concat_tables(tables), out, csv.WriteOptions(include_header=False))
+    return out.getvalue(), sum(len(p) for p in parts)
 
 
 class MetricsWriter:
@@ -234,23 +248,16 @@ class MetricsWriter:
 
     def _write_once(self, emissions: Sequence[Emission]) -> WriteStats:
         started = time.perf_counter()
+        payload, metric_rows = metrics_csv(emissions)
+        late_payload, late_rows = late_csv(emissions)
         conn = self._connect()
-        metric_rows = late_rows = 0
         with conn.transaction(), conn.cursor() as cur:
-            payload, metric_rows = metrics_csv(emissions)
             if metric_rows:
                 with cur.copy(COPY_METRICS) as copy:
                     copy.write(payload)
-            if any(e.late is not None for e in emissions):
-                with cur.copy(
-                    "COPY speed_late_stage (topic, kafka_partition, kafka_offset, project_id,"
-                    " api_key, bucket_us) FROM STDIN"
-                ) as copy:
-                    for emission in emissions:
-                        if emission.late is not None:
-                            late_rows += len(emission.late)
-                            for row in _late_tuples(emission.late):
-                                copy.write_row(row)
+            if late_rows:
+                with cur.copy(_COPY_LATE) as copy:
+                    copy.write(late_payload)
             if metric_rows:
                 unique = keys_are_unique(emissions)
                 cur.execute(UPSERT_METRICS_UNIQUE if unique else UPSERT_METRICS)

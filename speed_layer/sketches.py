@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 from fastdigest import TDigest
 
 from speed_layer import digest as tdigest
-from speed_layer.items import Floats, Int64s
+from speed_layer.items import Floats, Int64s, digest_compression
 
 RAW_LIMIT = tdigest.RAW_LIMIT
 
@@ -47,6 +47,19 @@ def pg_texts(means: Floats, counts: Int64s, sizes: Int64s, compression: int) -> 
         "flags 1 count ", pc.cast(pa.array(totals), pa.string()),
         f" compression {compression} centroids ", pc.cast(pa.array(sizes), pa.string()),
         " ", bodies, "")
+
+
+def digest_texts(means: pa.ListArray, counts: pa.ListArray, compression: int) -> pa.Array:
+    """``tdigest`` text of each row of an emission's ``digest_means``/``digest_counts``."""
+    sizes = pc.list_value_length(means).to_numpy(zero_copy_only=False).astype(np.int64)
+    return pg_texts(means.flatten().to_numpy(zero_copy_only=False),
+                    counts.flatten().to_numpy(zero_copy_only=False), sizes, compression)
+
+
+def emitted_texts(rows: pa.RecordBatch) -> pa.Array:
+    """``tdigest`` text of each row of an emission (``items.METRIC_ROWS_SCHEMA``)."""
+    return digest_texts(rows.column("digest_means"), rows.column("digest_counts"),
+                        digest_compression(rows))
 
 
 @dataclass(frozen=True, slots=True)

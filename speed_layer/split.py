@@ -17,7 +17,6 @@ import psycopg
 from schemas.codec import record_key
 from schemas.dead_letters import DeadLetter
 from speed_layer.items import Emission, LateRows, MetricRows
-from speed_layer.sketches import DigestParts
 
 COMPONENT: Final = "speed_layer"
 
@@ -45,32 +44,13 @@ def rows_of(emissions: Sequence[Emission]) -> int:
     return sum(emission_rows(e) for e in emissions)
 
 
-def slice_digests(parts: DigestParts, start: int, stop: int) -> DigestParts:
-    """The sketches of windows ``start:stop`` (centroids are flat, ``sizes`` per window)."""
-    bounds = [0, *parts.sizes.cumsum().tolist()]
-    lo, hi = bounds[start], bounds[stop]
-    return DigestParts(parts.means[lo:hi], parts.counts[lo:hi], parts.sizes[start:stop],
-                       parts.compression)
-
-
 def slice_metrics(rows: MetricRows, start: int, stop: int) -> MetricRows:
-    return MetricRows(
-        bucket_us=rows.bucket_us[start:stop], project_id=rows.project_id[start:stop],
-        api_key=rows.api_key[start:stop], endpoint=rows.endpoint[start:stop],
-        method=rows.method[start:stop], status_class=rows.status_class[start:stop],
-        request_count=rows.request_count[start:stop],
-        error_count=rows.error_count[start:stop],
-        server_error_count=rows.server_error_count[start:stop],
-        latency_sum=rows.latency_sum[start:stop], latency_min=rows.latency_min[start:stop],
-        latency_max=rows.latency_max[start:stop], bytes_in=rows.bytes_in[start:stop],
-        bytes_out=rows.bytes_out[start:stop],
-        digest=slice_digests(rows.digest, start, stop))
+    return rows.slice(start, stop - start)
 
 
 def slice_late(rows: LateRows, start: int, stop: int) -> LateRows:
     return LateRows(topic=rows.topic, partition=rows.partition,
-                    offset=rows.offset[start:stop], project_id=rows.project_id[start:stop],
-                    api_key=rows.api_key[start:stop], bucket_us=rows.bucket_us[start:stop])
+                    rows=rows.rows.slice(start, stop - start))
 
 
 def halves(emissions: list[Emission]) -> tuple[list[Emission], list[Emission]]:
@@ -92,37 +72,32 @@ def halves(emissions: list[Emission]) -> tuple[list[Emission], list[Emission]]:
             [Emission(e.partition, late=slice_late(e.late, m // 2, m))])
 
 
-def series_key(rows: MetricRows, i: int) -> str:
-    """The window of row ``i``: its minute and series, as one readable string."""
-    minute = datetime.fromtimestamp(int(rows.bucket_us[i]) / 1e6, UTC).isoformat()
-    return "window " + "|".join([minute, str(rows.project_id[i]), str(rows.api_key[i]),
-                                 str(rows.endpoint[i]), str(rows.method[i]),
-                                 str(int(rows.status_class[i]))])
+def series_key(row: dict[str, object]) -> str:
+    """The window of an emitted row: its minute and series, as one readable string."""
+    minute = datetime.fromtimestamp(int(row["bucket_us"]) / 1e6, UTC).isoformat()  # type: ignore[call-overload]
+    return "window " + "|".join([minute, *(str(row[c]) for c in (
+        "project_id", "api_key", "endpoint", "method", "status_class"))])
 
 
 def refused_letter(emission: Emission, exc: BaseException, topic: str) -> DeadLetter:
-    """The dead letter of a one-row emission PostgreSQL refused."""
+    """The dead letter of a one-row emission PostgreSQL refused (one row: to_pylist)."""
     reason = f"PostgreSQL refused the row: {type(exc).__name__}: {first_line(exc)}"
-    if emission.metrics is not None and len(emission.metrics):
-        rows = emission.metrics
-        value = {name: getattr(rows, name)[0].item() if hasattr(getattr(rows, name)[0], "item")
-                 else getattr(rows, name)[0]
-                 for name in ("bucket_us", "project_id", "api_key", "endpoint", "method",
-                              "status_class", "request_count", "error_count",
-                              "server_error_count", "latency_sum", "latency_min",
-                              "latency_max", "bytes_in", "bytes_out")}
+    if emission.metrics is not None and emission.metrics.num_rows:
+        row = emission.metrics.slice(0, 1).to_pylist()[0]
+        value = {k: v for k, v in row.items() if not k.startswith("digest_")}
+        project, api_key = str(row["project_id"]), str(row["api_key"])
         return DeadLetter(
             component=COMPONENT, reason=f"metrics_1m {reason}", kind="unstorable",
-            project_id=str(rows.project_id[0]), topic=topic, partition=emission.partition,
-            event_id=series_key(rows, 0),
-            key=record_key(str(rows.project_id[0]), str(rows.api_key[0])),
+            project_id=project, topic=topic, partition=emission.partition,
+            event_id=series_key(row), key=record_key(project, api_key),
             value=json.dumps(value).encode())
     assert emission.late is not None  # noqa: S101 - a one-row emission holds one of them
     late = emission.late
+    one = late.rows.slice(0, 1).to_pylist()[0]
     return DeadLetter(
         component=COMPONENT, reason=f"late_events {reason}", kind="unstorable",
-        project_id=late.project_id[0], topic=late.topic, partition=late.partition,
-        offset=int(late.offset[0]),
-        key=record_key(late.project_id[0], late.api_key[0]),
-        value=json.dumps({"project_id": late.project_id[0], "api_key": late.api_key[0],
-                          "bucket_us": int(late.bucket_us[0])}).encode())
+        project_id=one["project_id"], topic=late.topic, partition=late.partition,
+        offset=int(one["kafka_offset"]),
+        key=record_key(one["project_id"], one["api_key"]),
+        value=json.dumps({"project_id": one["project_id"], "api_key": one["api_key"],
+                          "bucket_us": int(one["bucket_us"])}).encode())

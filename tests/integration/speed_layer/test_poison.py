@@ -2,6 +2,7 @@
 
 import msgspec
 import numpy as np
+import pyarrow as pa
 from bytewax.testing import run_main
 
 from schemas.codec import record_key
@@ -78,18 +79,21 @@ def test_a_window_postgres_refuses_is_split_out_and_the_others_are_written(
     ensure_dead_letter_topic(settings)
     records = make_records(800, minutes=3, projects=2, keys=3, seed=42,
                            project_prefix=project_prefix)
-    windows = ShardWindows(allowed_lateness_us=300_000_000, compression=200,
-                           attempt_window_ms=1000)
+    windows = ShardWindows(allowed_lateness_us=300_000_000, compression=200)
     windows.add(make_batch(records[:500], partition=0))
     first = windows.emit()
     windows.add(make_batch(records[500:], partition=0))
     second = windows.emit()
     assert first is not None and second is not None and len(second) > 8
     # Make one window of the second emission unstorable, as a bug upstream could.
-    bad = int(np.flatnonzero(second.request_count > 1)[0])
-    bad_window = (int(second.bucket_us[bad]), second.project_id[bad], second.api_key[bad],
-                  second.endpoint[bad], second.method[bad], int(second.status_class[bad]))
-    second.endpoint[bad] = "/orders/\x00"
+    bad = int(np.flatnonzero(second.column("request_count").to_numpy() > 1)[0])
+    row = second.slice(bad, 1).to_pylist()[0]
+    bad_window = (row["bucket_us"], row["project_id"], row["api_key"], row["endpoint"],
+                  row["method"], row["status_class"])
+    endpoints = second.column("endpoint").to_pylist()
+    endpoints[bad] = "/orders/\x00"
+    second = second.set_column(second.schema.get_field_index("endpoint"),
+                               second.schema.field("endpoint"), pa.array(endpoints))
     publisher = DeadLetterPublisher(bootstrap=stack.kafka_bootstrap,
                                     topic=settings.kafka.dead_letter_topic,
                                     dsn=stack.database_url)
@@ -111,7 +115,7 @@ def test_a_window_postgres_refuses_is_split_out_and_the_others_are_written(
     rows = dead_letter_rows(db, "speed_layer", project_prefix)
     assert len(rows) == 1
     project, reason, partition, offset, series = rows[0]
-    assert (project, partition, offset) == (second.project_id[bad], 0, None)
+    assert (project, partition, offset) == (row["project_id"], 0, None)
     assert reason.startswith("metrics_1m PostgreSQL refused the row")
     assert series.startswith("window ") and "/orders/\\x00" in series
     (message,) = dlq_messages(stack.kafka_bootstrap, settings.kafka.dead_letter_topic, 1)

@@ -23,11 +23,10 @@ def emitted(records, partition: int, windows: ShardWindows) -> Emission:
 def test_one_write_with_two_emissions_of_a_shard_keeps_the_newest(stack, db, project_prefix):
     records = make_records(400, minutes=2, projects=2, keys=2, seed=31,
                            project_prefix=project_prefix)
-    w = ShardWindows(allowed_lateness_us=300_000_000, compression=200, attempt_window_ms=1000)
+    w = ShardWindows(allowed_lateness_us=300_000_000, compression=200)
     first = emitted(records[:250], 0, w)
     second = emitted(records[250:], 0, w)  # the same windows again, with their full values
-    other = ShardWindows(allowed_lateness_us=300_000_000, compression=200,
-                         attempt_window_ms=1000)
+    other = ShardWindows(allowed_lateness_us=300_000_000, compression=200)
     more = make_records(100, minutes=2, seed=32, project_prefix=project_prefix + "x")
     third = emitted(more, 1, other)
     assert not keys_are_unique([first, second, third])
@@ -47,7 +46,7 @@ def test_background_writer_has_everything_submitted_before_flush_committed(
         stack, db, project_prefix):
     records = make_records(600, minutes=2, projects=2, keys=3, seed=33,
                            project_prefix=project_prefix)
-    w = ShardWindows(allowed_lateness_us=300_000_000, compression=200, attempt_window_ms=1000)
+    w = ShardWindows(allowed_lateness_us=300_000_000, compression=200)
     writer = BackgroundWriter(MetricsWriter(stack.database_url), max_pending_rows=50)
     try:
         for start in range(0, 600, 100):  # the same windows re-emitted: the newest must win
@@ -67,7 +66,7 @@ def test_writer_waits_while_postgres_is_unreachable_and_ends_only_when_stopped(c
     ops._probed["postgres"] = True  # as if the probe had got through: the writer decides
     writer = BackgroundWriter(MetricsWriter(
         f"postgresql://nobody@127.0.0.1:{port}/none?connect_timeout=2", ops=ops, stop=stop))
-    w = ShardWindows(allowed_lateness_us=300_000_000, compression=200, attempt_window_ms=1000)
+    w = ShardWindows(allowed_lateness_us=300_000_000, compression=200)
     writer.submit(emitted(make_records(10, minutes=1), 0, w))
     flushed = threading.Event()
     failures: list[BaseException] = []

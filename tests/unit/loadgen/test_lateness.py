@@ -57,7 +57,7 @@ def run_windows(traffic, seed: int, in_flight: int, partitions: int = 3):
     late, rows = Counter(), {}
     for p, log in enumerate(logs):
         windows = ShardWindows(allowed_lateness_us=int(spec.allowed_lateness_s * 1e6),
-                               compression=100, attempt_window_ms=1000)
+                               compression=100)
         at = 0
         while at < len(log):
             poll = log[at:at + int(rng.integers(50, 900))]
@@ -79,10 +79,9 @@ def run_windows(traffic, seed: int, in_flight: int, partitions: int = 3):
                     late[(project, key, minute.strftime("%Y-%m-%dT%H:%M:00Z"))] += 1
             emitted = windows.emit()
             if emitted is not None:
-                for i in range(len(emitted)):
-                    rows[(int(emitted.bucket_us[i]), emitted.project_id[i], emitted.api_key[i],
-                          emitted.endpoint[i], int(emitted.status_class[i]),
-                          emitted.method[i])] = int(emitted.request_count[i])
+                for r in emitted.to_pylist():
+                    rows[(r["bucket_us"], r["project_id"], r["api_key"], r["endpoint"],
+                          r["status_class"], r["method"])] = r["request_count"]
             at += len(poll)
     stream = Counter()
     for (bucket, project, key, endpoint, status_class, _), n in rows.items():

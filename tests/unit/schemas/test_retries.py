@@ -20,7 +20,6 @@ def flow_windows() -> ShardWindows:
     s = SpeedSettings()
     return ShardWindows(allowed_lateness_us=s.allowed_lateness_us,
                         compression=s.digest_compression,
-                        attempt_window_ms=s.dedupe_attempt_window_ms,
                         dedupe_horizon_ms=s.dedupe_horizon_ms)
 
 

@@ -86,14 +86,12 @@ def rows_as_dict(rows_list: Sequence[MetricRows | None]) -> dict[tuple, dict[str
     for rows in rows_list:
         if rows is None:
             continue
-        for i in range(len(rows)):
-            key = (int(rows.bucket_us[i]), rows.project_id[i], rows.api_key[i], rows.endpoint[i],
-                   rows.method[i], int(rows.status_class[i]))
-            out[key] = {
-                name: getattr(rows, name)[i].item()
-                for name in ("request_count", "error_count", "server_error_count", "latency_sum",
-                             "latency_min", "latency_max", "bytes_in", "bytes_out")
-            }
+        for r in rows.to_pylist():
+            key = (r["bucket_us"], r["project_id"], r["api_key"], r["endpoint"], r["method"],
+                   r["status_class"])
+            out[key] = {name: r[name] for name in (
+                "request_count", "error_count", "server_error_count", "latency_sum",
+                "latency_min", "latency_max", "bytes_in", "bytes_out")}
     return out
 
 

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.unit
 def test_batch_ids_come_from_the_records():
     records = make_records(3, minutes=1)
     batch = make_batch(records, batch_id=["a", "b", "c"])
-    assert batch.batch_ids.tolist() == ["a", "b", "c"]
+    assert batch.columns.batch_id.to_pylist() == ["a", "b", "c"]
     assert batch.columns.batch_index.tolist() == [0, 1, 2]
 
 
@@ -26,7 +26,7 @@ def test_rows_stay_aligned_around_a_poison_record():
     values.insert(1, b"{broken")
     batch = decode_poll(topic="t", partition=0, values=values, keys=[None] * 4,
                         offsets=range(10, 14), produced_ms=[1, 2, 3, 4])
-    assert batch.batch_ids.tolist() == ["w", "y", "z"]
+    assert batch.columns.batch_id.to_pylist() == ["w", "y", "z"]
     assert batch.offsets.tolist() == [10, 12, 13]
     assert batch.produced_ms.tolist() == [1, 3, 4]
     assert [(d.offset, d.kind, d.value) for d in batch.dead_letters] == [
@@ -44,9 +44,9 @@ def test_every_event_of_a_record_gets_its_records_offset_and_produce_time():
                         offsets=[40, 41], produced_ms=[7, 9])
     assert batch.offsets.tolist() == [40] * 200 + [41] * 50
     assert batch.produced_ms.tolist() == [7] * 200 + [9] * 50
-    assert batch.batch_ids.tolist() == ["b1"] * 200 + ["b2"] * 50
+    assert batch.columns.batch_id.to_pylist() == ["b1"] * 200 + ["b2"] * 50
     assert batch.columns.batch_index.tolist() == list(range(200)) + list(range(50))
-    assert batch.columns.endpoint == [r.endpoint for r in records + records[:50]]
+    assert batch.columns.endpoint.to_pylist() == [r.endpoint for r in records + records[:50]]
     assert batch.next_offset == 42
 
 

@@ -12,9 +12,10 @@ from schemas.codec import record_key
 from schemas.records import read_record
 from speed_layer.dataflow import build_flow
 from speed_layer.decode import decode_poll
-from speed_layer.items import Emission
+from speed_layer.items import Emission, digest_compression
 from speed_layer.settings import SpeedSettings
-from speed_layer.split import halves, rows_of, slice_digests, slice_metrics
+from speed_layer.sketches import digest_texts
+from speed_layer.split import halves, rows_of, slice_metrics
 from speed_layer.windows import ShardWindows
 from tests.records import one_per_event
 from tests.unit.speed_layer.fixtures import (
@@ -37,7 +38,7 @@ def test_records_with_nul_text_are_dead_lettered_and_the_rest_stays_aligned():
                         offsets=range(100, 106), produced_ms=[1, 2, 3, 4, 5, 6])
     assert batch.offsets.tolist() == [100, 102, 103, 105]
     assert batch.produced_ms.tolist() == [1, 3, 4, 6]
-    assert batch.columns.endpoint == [records[i].endpoint for i in (0, 2, 3, 5)]
+    assert batch.columns.endpoint.to_pylist() == [records[i].endpoint for i in (0, 2, 3, 5)]
     assert [(d.offset, d.partition, d.kind, d.project_id, d.component)
             for d in batch.dead_letters] == [
         (101, 3, "unstorable", records[1].project_id, "speed_layer"),
@@ -47,7 +48,7 @@ def test_records_with_nul_text_are_dead_lettered_and_the_rest_stays_aligned():
     assert batch.dead_letters[0].key == keys[1]
     assert read_record(batch.dead_letters[1].value).column("event_id").to_pylist() == [
         records[4].event_id]
-    w = ShardWindows(allowed_lateness_us=300_000_000, compression=200, attempt_window_ms=1000)
+    w = ShardWindows(allowed_lateness_us=300_000_000, compression=200)
     w.add(batch)
     assert_rows_equal(rows_as_dict([w.emit()]), reference([records[i] for i in (0, 2, 3, 5)]))
 
@@ -60,7 +61,7 @@ def test_an_undecodable_record_takes_its_project_from_its_key():
 
 
 def emission(n: int, seed: int) -> Emission:
-    w = ShardWindows(allowed_lateness_us=300_000_000, compression=200, attempt_window_ms=1000)
+    w = ShardWindows(allowed_lateness_us=300_000_000, compression=200)
     w.add(make_batch(make_records(n, minutes=3, seed=seed), partition=0))
     return Emission(0, metrics=w.emit())
 
@@ -78,15 +79,20 @@ def test_halves_keep_every_row_once_and_in_order_with_their_own_digests():
             continue
         pieces[:0] = list(halves(part))
     assert len(leaves) == len(rows)
-    texts = rows.digest.texts().to_pylist()
+
+    def texts_of(batch):
+        return digest_texts(batch.column("digest_means"), batch.column("digest_counts"),
+                            digest_compression(batch)).to_pylist()
+
+    texts = texts_of(rows)
+    endpoints = rows.column("endpoint").to_pylist()
     for i, leaf in enumerate(leaves):
         assert leaf.metrics is not None and len(leaf.metrics) == 1
-        assert leaf.metrics.endpoint[0] == rows.endpoint[i]
-        assert leaf.metrics.digest.texts().to_pylist() == [texts[i]]
+        assert leaf.metrics.column("endpoint")[0].as_py() == endpoints[i]
+        assert texts_of(leaf.metrics) == [texts[i]]
     cut = slice_metrics(rows, 2, 5)
-    assert cut.digest.texts().to_pylist() == texts[2:5]
-    assert int(slice_digests(rows.digest, 0, len(rows)).counts.sum()) == int(
-        rows.digest.counts.sum())
+    assert texts_of(cut) == texts[2:5]
+    assert sum(t.count("(") for t in texts) > len(texts)  # real digests, not single values
 
 
 def test_halves_split_emissions_before_rows():

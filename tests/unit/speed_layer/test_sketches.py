@@ -4,7 +4,7 @@ import pytest
 from schemas.event import EventRecord
 from speed_layer import digest
 from speed_layer.items import WINDOW_US
-from speed_layer.sketches import RAW_LIMIT, pg_texts
+from speed_layer.sketches import RAW_LIMIT, emitted_texts, pg_texts
 from speed_layer.windows import ShardWindows
 from tests.unit.speed_layer.fixtures import (
     T0_US,
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.unit
 
 
 def windows() -> ShardWindows:
-    return ShardWindows(allowed_lateness_us=WINDOW_US, compression=200, attempt_window_ms=1000)
+    return ShardWindows(allowed_lateness_us=WINDOW_US, compression=200)
 
 
 def one_series(latencies, *, start_us: int = T0_US, project: str = "p", api_key: str = "k"):
@@ -55,12 +55,12 @@ def test_window_crossing_the_raw_limit_keeps_every_value_counted():
     w = windows()
     w.add(make_batch(records[:50]))
     first = w.emit()
-    assert first is not None and centroids(first.digest.texts()[0].as_py()) == [
+    assert first is not None and centroids(emitted_texts(first)[0].as_py()) == [
         (v, 1) for v in sorted(values[:50].tolist())]
     w.add(make_batch(records[50:], first_offset=50))
     rows = w.emit()
     assert rows is not None and len(rows) == 1
-    text = rows.digest.texts()[0].as_py()
+    text = emitted_texts(rows)[0].as_py()
     assert text.startswith(f"flags 1 count {len(values)} compression 200 ")
     assert sum(c for _, c in centroids(text)) == len(values)
     assert abs(digest.from_pg_text(text).quantile(0.5) / np.median(values) - 1) < 0.05

@@ -1,9 +1,13 @@
+import io
 import pickle
 
 import numpy as np
 import pytest
 
+from speed_layer.dedupe import RETRY_DEDUPE_HORIZON_MS
 from speed_layer.items import WINDOW_US
+from speed_layer.sketches import emitted_texts
+from speed_layer.snapshot import FORMAT, SnapshotFormatError, dump_windows, load_windows
 from speed_layer.windows import ShardWindows
 from tests.unit.speed_layer.fixtures import (
     T0_US,
@@ -19,7 +23,7 @@ LATENESS_US = 5 * WINDOW_US
 
 
 def windows(lateness_us: int = LATENESS_US) -> ShardWindows:
-    return ShardWindows(allowed_lateness_us=lateness_us, compression=200, attempt_window_ms=1000)
+    return ShardWindows(allowed_lateness_us=lateness_us, compression=200)
 
 
 def run(records, poll_size: int, lateness_us: int = LATENESS_US):
@@ -157,7 +161,7 @@ def test_digest_is_close_to_exact_percentiles():
             w.emit()
     rows = w.emit()
     assert rows is not None and len(rows) == 1
-    d = from_pg_text(rows.digest.texts()[0].as_py())
+    d = from_pg_text(emitted_texts(rows)[0].as_py())
     exact = np.array([r.latency_ms for r in recs])
     for q in (0.5, 0.95, 0.99):
         assert abs(d.quantile(q) / np.quantile(exact, q) - 1) < 0.01
@@ -170,7 +174,7 @@ def test_snapshot_round_trip_continues_exactly():
     w.add(make_batch(records[:1000]))
     first = w.emit()
     w.add(make_batch(records[1000:1500], first_offset=1000))
-    restored = pickle.loads(pickle.dumps(w))  # noqa: S301
+    restored = restore(dump_windows(w))
     restored.add(make_batch(records[1500:], first_offset=1500))
     assert_rows_equal(rows_as_dict([first, restored.emit()]), reference(records))
 
@@ -184,12 +188,52 @@ def test_poison_records_become_dead_letters_and_the_rest_counts():
     assert sum(r["request_count"] for r in rows_as_dict([w.emit()]).values()) == 10
 
 
-def test_a_snapshot_from_before_position_tracking_still_loads():
+def restore(data: bytes, lateness_us: int = LATENESS_US, compression: int = 200,
+            horizon_ms: int = RETRY_DEDUPE_HORIZON_MS) -> ShardWindows:
+    return load_windows(data, allowed_lateness_us=lateness_us, compression=compression,
+                        dedupe_horizon_ms=horizon_ms)
+
+
+def test_a_snapshot_keeps_dedupe_memory_late_rule_and_pending_values():
+    records = make_records(3000, minutes=2, seed=11)  # windows past the raw limit too
     w = windows()
-    w.add(make_batch(make_records(20, minutes=1), batch_id="old", produced_ms=1_000))
-    del w.deduper.__dict__["counted"]  # the deduper as older versions pickled it
-    restored = pickle.loads(pickle.dumps(w))  # noqa: S301 - bytes made just above
-    restored.add(make_batch(make_records(5, minutes=1, seed=3), batch_id="new",
-                            produced_ms=2_000, first_offset=20))
-    assert set(restored.deduper.counted) == {"new"}
-    assert sum(r["request_count"] for r in rows_as_dict([restored.emit()]).values()) == 25
+    w.add(make_batch(records[:1000], batch_id="b1"))
+    w.emit()
+    w.add(make_batch(records[1000:2000], batch_id="b2", first_offset=1000))  # pending
+    restored = restore(dump_windows(w))
+    assert restored.add(make_batch(records[:1000], batch_id="b1")) is None  # a retry
+    assert restored.duplicates == 1000
+    restored.add(make_batch(records[2000:], batch_id="b3", first_offset=2000))
+    assert restored.max_ts_us == w.max_ts_us or restored.max_ts_us >= w.max_ts_us
+    w.add(make_batch(records[2000:], batch_id="b3", first_offset=2000))
+    want, got = rows_as_dict([w.emit()]), rows_as_dict([restored.emit()])
+    assert_rows_equal(got, want)
+
+
+def test_changed_lateness_and_compression_take_effect_after_a_restore():
+    w = windows(lateness_us=5 * WINDOW_US)
+    w.add(make_batch(make_records(200, minutes=1, seed=1)))
+    w.add(make_batch(make_records(10, minutes=1, start_us=T0_US + 3 * WINDOW_US, seed=2),
+                     first_offset=200))
+    data = dump_windows(w)
+    again = make_records(5, minutes=1, seed=3)  # the first minute, 3 minutes behind
+    # Under the old 5-minute lateness these count; restored with 1 minute, they are late.
+    assert windows(5 * WINDOW_US).add(make_batch(again)) is None
+    strict = restore(data, lateness_us=WINDOW_US, compression=50)
+    late = strict.add(make_batch(again, first_offset=300))
+    assert late is not None and len(late) == 5
+    texts = emitted_texts(strict.emit()).to_pylist()
+    assert texts and all(" compression 50 " in t for t in texts)
+
+
+def test_an_unknown_snapshot_format_fails_with_a_clear_message():
+    w = windows()
+    w.add(make_batch(make_records(20, minutes=1)))
+    archive = dict(np.load(io.BytesIO(dump_windows(w))))
+    archive["format"] = np.asarray(FORMAT + 1)
+    buffer = io.BytesIO()
+    np.savez(buffer, **archive)
+    with pytest.raises(SnapshotFormatError, match=f"format {FORMAT + 1}, this version reads"):
+        restore(buffer.getvalue())
+    with pytest.raises(SnapshotFormatError, match="not a versioned snapshot"):
+        restore(pickle.dumps({"windows": "as older versions pickled them"}))
