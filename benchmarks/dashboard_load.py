@@ -158,7 +158,7 @@ def _explain(url: str) -> dict[str, list[dict[str, Any]]]:
 
 def _start_api(url: str, port: int, workers: int, state: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "TURNSTILE_DATABASE_URL": url, "TURNSTILE_STATE_DIR": str(state),
-           "TURNSTILE_QUERY_LAKE_ROOT": str(state / "lake")}
+           "TURNSTILE_LAKE_URI": str(state / "lake")}
     (state / "lake").mkdir(parents=True, exist_ok=True)
     cli = Path(sys.executable).with_name("turnstile")
     proc = subprocess.Popen(  # noqa: S603 - our own CLI

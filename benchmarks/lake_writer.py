@@ -32,6 +32,7 @@ from confluent_kafka import Consumer, Producer
 from batch_layer.lake import open_lake
 from batch_layer.lake_writer import LakeWriter
 from batch_layer.settings import BatchSettings
+from schemas.lake import LakeSettings
 from schemas.records import KeyPartitioner, decode_records, encode_event_records
 from schemas.settings import KafkaSettings
 from tests.unit.batch_layer.fixtures import make_events
@@ -92,7 +93,7 @@ def bare_consume(bootstrap: str, topic: str, n: int) -> float:
 
 def run_writer(bootstrap: str, topic: str, n: int, lake_dir: Path) -> tuple[float, int, int]:
     """Drain the topic into a fresh lake; returns (events/s, parquet bytes, files)."""
-    settings = BatchSettings(lake_uri=str(lake_dir), group_id=uuid.uuid4().hex,
+    settings = BatchSettings(lake=LakeSettings(uri=str(lake_dir)), group_id=uuid.uuid4().hex,
                              kafka=KafkaSettings(bootstrap=bootstrap, events_topic=topic))
     writer = LakeWriter(settings, open_lake(settings))
     started = time.perf_counter()

@@ -75,7 +75,7 @@ def test_billing_scheduler_serves_readiness_metrics_and_a_heartbeat(stack, db, t
     (port,) = free_ports(1)
     env = {**os.environ, "TURNSTILE_DATABASE_URL": stack.database_url,
            "TURNSTILE_KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
-           "TURNSTILE_BATCH_LAKE_URI": str(tmp_path / "lake"),
+           "TURNSTILE_LAKE_URI": str(tmp_path / "lake"),
            "TURNSTILE_BATCH_OPS_PORT": str(port)}
     proc = subprocess.Popen([sys.executable, "-m", "batch_layer.cli", "billing", "schedule"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -96,7 +96,7 @@ def test_kill_9_mid_file_loses_nothing_and_shows_no_partial_file(stack, fresh_to
     env = {**os.environ,
            "TURNSTILE_KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
            "TURNSTILE_KAFKA_EVENTS_TOPIC": topic,
-           "TURNSTILE_BATCH_LAKE_URI": settings.lake_uri,
+           "TURNSTILE_LAKE_URI": settings.lake.uri,
            "TURNSTILE_BATCH_GROUP_ID": settings.group_id,
            "TURNSTILE_BATCH_ROLL_BYTES": str(settings.roll_bytes),
            "TURNSTILE_BATCH_ROLL_SECONDS": "1"}
