@@ -63,7 +63,7 @@ def test_interrupted_roll_is_replayed_into_the_same_files(stack, fresh_topic, tm
     events = make_events(3000, seed=12, days=2, projects=("a", "b", "c"))
     produced = produce(stack.kafka_bootstrap, topic, events)
     settings = writer_settings(stack, topic, str(tmp_path / "lake"), roll_seconds=60.0,
-                               roll_bytes=200 * 1024)
+                               roll_bytes=100 * 1024)  # several size rolls
     lake = open_lake(settings)
     real_write = lake_writer_module.write_parquet_atomic
     calls = {"n": 0}
