@@ -43,6 +43,8 @@ class BatchSettings(BaseSettings):
     consume_timeout_s: float = Field(default=0.5, gt=0)
     # zstd level: 1 measured ~35 % less CPU per file than 3 for 0.3 % more bytes.
     parquet_compression_level: int = Field(default=1, ge=1, le=22)
+    # Files of one roll written at once (one per (day, project) a partition touched).
+    write_threads: int = Field(default=2, ge=1, le=16)
 
     # Billing job.
     default_tier: str = "default"
