@@ -92,7 +92,9 @@ def generate(root: Path, n: int, keys: int, endpoints: int, projects: int, seed:
                 "tags": pa.nulls(m, pa.map_(pa.string(), pa.string())),
                 "kafka_partition": pa.array((key_i[chunk] * 7919) % 12, pa.int32()),
                 "kafka_offset": pa.array(offsets[chunk]),
-                "batch_id": pa.nulls(m, pa.string()),
+                "batch_id": pa.array((offsets[chunk] // 1000).astype(str).astype(object),
+                                     pa.string()),
+                "batch_index": pa.array(offsets[chunk] % 1000, pa.int32()),
             }).cast(LAKE_ARROW_SCHEMA)
             path = root / partition_dir(DAY, project) / f"part-{chunk_no:04d}-{0:020d}.parquet"
             write_parquet_atomic(lake, str(path), table, 3)

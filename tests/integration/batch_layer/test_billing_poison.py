@@ -23,7 +23,8 @@ def write_lake_file(lake, events, partition: int, first_offset: int) -> None:
     table = (table.append_column("kafka_partition", pa.array([partition] * n, pa.int32()))
              .append_column("kafka_offset", pa.array(range(first_offset, first_offset + n),
                                                      pa.int64()))
-             .append_column("batch_id", pa.array(["b"] * n, pa.string())))
+             .append_column("batch_id", pa.array(["b"] * n, pa.string()))
+             .append_column("batch_index", pa.array(range(n), pa.int32())))
     project = events[0].project_id
     path = lake.path(partition_dir(DAY, project), data_file_name(partition, first_offset))
     write_parquet_atomic(lake, path, table.cast(LAKE_ARROW_SCHEMA), 1)
