@@ -22,7 +22,8 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.dataset as pads
 
-from batch_layer.lake import LAKE_ARROW_SCHEMA, Lake, committed_files
+from schemas.lake import DEDUPE_KEY, DEDUPE_ORDER, LAKE_ARROW_SCHEMA, committed_files
+from schemas.lake import LakeRoot as Lake
 
 
 @dataclass(frozen=True)
@@ -69,17 +70,17 @@ _ID_HASHES = "SELECT hash(project_id, event_id) AS h FROM events"
 
 # Every row whose id hash repeats, ranked by the exact (project_id, event_id): rows that only
 # share a hash (a collision) land in different partitions and each stays copy 1.
-_COPIES = """
+_COPIES = f"""
 CREATE OR REPLACE TEMP TABLE copies AS
     SELECT project_id, event_id, api_key, endpoint, status_code,
            request_bytes, response_bytes, batch_id,
-           row_number() OVER (PARTITION BY project_id, event_id
-                              ORDER BY received_at, kafka_partition, kafka_offset) AS copy_no
+           row_number() OVER (PARTITION BY {', '.join(DEDUPE_KEY)}
+                              ORDER BY {', '.join(DEDUPE_ORDER)}) AS copy_no
     FROM (SELECT project_id, event_id, api_key, endpoint, status_code, request_bytes,
                  response_bytes, batch_id, received_at, kafka_partition, kafka_offset,
                  hash(project_id, event_id) AS h FROM events)
     SEMI JOIN repeated_hashes USING (h)
-"""
+"""  # noqa: S608 - composed from constants
 
 # Tiers are resolved once per distinct (project, endpoint) into ``tier_map``; joining that
 # small map and grouping by tier (thousands of groups) is ~3x cheaper than grouping every row
@@ -153,7 +154,10 @@ def register_day(con: duckdb.DuckDBPyConnection, lake: Lake, day: date) -> int:
     if not files:
         con.register("lake_events", LAKE_ARROW_SCHEMA.empty_table())
     elif lake.is_local:
-        con.read_parquet(files).create_view("lake_events")
+        # By name: files written before a column was added read it as NULL. The folder
+        # names are the contract's, not columns: the project is read from the rows.
+        con.read_parquet(files, union_by_name=True, hive_partitioning=False
+                         ).create_view("lake_events")
     else:
         con.register("lake_events", pads.dataset(files, filesystem=lake.fs, format="parquet",
                                                  schema=LAKE_ARROW_SCHEMA))

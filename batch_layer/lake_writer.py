@@ -19,9 +19,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
 import numpy as np
 import numpy.typing as npt
@@ -33,7 +33,9 @@ from batch_layer.rolls import (
     ConsumedBatch,
     DecodedBatch,
     PartitionBuffer,
+    RollFile,
     decode_batch,
+    partition_runs,
     roll_files,
     slice_offsets,
 )
@@ -41,6 +43,7 @@ from batch_layer.settings import BatchSettings
 from schemas.consumer_ops import ERRORS, EVENTS_IN, EVENTS_OUT, ComponentOps, no_ops
 from schemas.dead_letter_publisher import DeadLetterPublisher
 from schemas.dead_letters import DeadLetter
+from schemas.lake import intent_path
 from schemas.retry import call_until_done, short_cause
 
 log = logging.getLogger(__name__)
@@ -202,8 +205,7 @@ class LakeWriter:
             self._ops.forget_lag(self._topic, p)
 
     def _intent_path(self, partition: int) -> str:
-        return self._lake.path("_lake_writer", "pending", quote(self._topic, safe=""),
-                               f"{partition}.json")
+        return self._lake.path(intent_path(self._topic, partition))
 
     def _check_intent(self, partition: int, first_offset: int) -> int | None:
         """Last offset of an interrupted roll starting here, or None (stale intents go)."""
@@ -228,16 +230,16 @@ class LakeWriter:
         return buffer
 
     def _ingest(self, decoded: DecodedBatch) -> None:
-        ev_parts = decoded.events.column("kafka_partition").to_numpy()
+        """Hand each partition its rows: zero-copy slices of the poll's table."""
+        ev_runs = partition_runs(decoded.events.column("kafka_partition").to_numpy())
         q_parts = decoded.quarantine.column("kafka_partition").to_numpy()
-        for partition in np.unique(np.concatenate([ev_parts, q_parts])):
-            p = int(partition)
-            ev_idx = np.flatnonzero(ev_parts == p)
+        for p in sorted(set(ev_runs) | set(q_parts.tolist())):
+            runs = ev_runs.get(p, [])
+            events = (pa.concat_tables([decoded.events.slice(s, n) for s, n in runs]) if runs
+                      else decoded.events.slice(0, 0))
             q_idx = np.flatnonzero(q_parts == p)
-            events = decoded.events.take(ev_idx)
-            quarantine = decoded.quarantine.take(q_idx)
-            q_days = decoded.quarantine_day[q_idx]
-            self._add(p, events, quarantine, q_days)
+            quarantine = decoded.quarantine.take(q_idx)  # one step per refused record (rare)
+            self._add(int(p), events, quarantine, decoded.quarantine_day[q_idx])
 
     def _add(self, p: int, events: pa.Table, quarantine: pa.Table,
              q_days: npt.NDArray[np.int64]) -> None:
@@ -316,21 +318,21 @@ class LakeWriter:
             return
         commits: list[TopicPartition] = []
         letters: list[DeadLetter] = []
+        files: list[RollFile] = []
         for p in sorted(partitions):
             buffer = self._buffers[p]
             intent = {"topic": self._topic, "partition": p,
                       "first_offset": buffer.first_offset, "last_offset": buffer.last_offset}
             write_json_atomic(self._lake, self._intent_path(p), intent)
-            files = roll_files(buffer)
-            for f in files:
-                write_parquet_atomic(self._lake, self._lake.path(f.relative_path), f.table,
-                                     self._settings.parquet_compression_level)
+            mine = roll_files(buffer)
+            files.extend(mine)
             self.stats.rolls += 1
-            self.stats.files += len(files)
-            self.stats.events += sum(t.num_rows for t in buffer.tables)
+            self.stats.files += len(mine)
+            self.stats.events += buffer.rows
             self.stats.quarantined += sum(t.num_rows for t in buffer.quarantine)
             letters.extend(self._letters(buffer.quarantine))
             commits.append(TopicPartition(self._topic, p, buffer.last_offset + 1))
+        self._write_files(files)  # every partition's intent is durable before its files
         # Durable before the offsets move past them (a replay may send them again; the
         # table keeps one row each).
         self._dead_letters.publish(letters)
@@ -338,9 +340,28 @@ class LakeWriter:
             self._commit(self._consumer, commits)
         self._ops.success()
         for p in sorted(partitions):
-            EVENTS_OUT.labels(COMPONENT).inc(sum(t.num_rows for t in self._buffers[p].tables))
+            EVENTS_OUT.labels(COMPONENT).inc(self._buffers[p].rows)
             delete_file(self._lake, self._intent_path(p))
             del self._buffers[p]
+
+    def _write_files(self, files: list[RollFile]) -> None:
+        """A roll's files, ``write_threads`` at a time.
+
+        Parquet encoding and zstd run without the GIL, so a second core shortens a roll
+        that writes many files.
+        """
+        level = self._settings.parquet_compression_level
+
+        def write(f: RollFile) -> None:
+            write_parquet_atomic(self._lake, self._lake.path(f.relative_path), f.table, level)
+
+        if self._settings.write_threads <= 1 or len(files) <= 1:
+            for f in files:
+                write(f)
+            return
+        with ThreadPoolExecutor(self._settings.write_threads) as pool:
+            for _ in pool.map(write, files):  # re-raises the first failure
+                pass
 
     def _letters(self, quarantine: list[pa.Table]) -> list[DeadLetter]:
         letters = []

@@ -1,5 +1,12 @@
 """Pure logic of the lake writer: consumed batches → Arrow, per-partition roll buffers, files.
 
+Columnar from the record to the file: a poll's records are decoded in one call into one
+table whose string columns stay dictionary-encoded (one dictionary per poll), each
+partition's rows are a zero-copy slice of it, and each slice is split once by (day,
+project) with one ``take``. Parquet then writes the dictionaries' codes as they are; its
+files carry the plain ``schemas.lake.LAKE_ARROW_SCHEMA`` types (no Arrow schema stored),
+so every reader sees strings.
+
 A *roll* is a contiguous offset range of one Kafka partition, written as one Parquet file
 per (day, project) it touches, named by the partition and the roll's first offset. Because
 a roll's content is a pure function of its offset range, a roll interrupted by a crash is
@@ -19,19 +26,23 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from batch_layer.lake import (
+from schemas.codec import PoisonRecord
+from schemas.lake import (
     LAKE_ARROW_SCHEMA,
     QUARANTINE_ARROW_SCHEMA,
     data_file_name,
     partition_dir,
+    quarantine_path,
 )
-from schemas.codec import PoisonRecord
-from schemas.records import decode_records, event_value
+from schemas.records import DECODED_SCHEMA, decode_records, event_value
 
 _EPOCH: Final = date(1970, 1, 1)
 _US_PER_DAY: Final = 86_400_000_000
 _FROM_RECORD: Final = tuple(n for n in LAKE_ARROW_SCHEMA.names
                             if n not in ("kafka_partition", "kafka_offset"))
+_MEMORY_SCHEMA: Final = pa.schema([
+    DECODED_SCHEMA.field(f.name).with_nullable(f.nullable) if f.name in DECODED_SCHEMA.names
+    else f for f in LAKE_ARROW_SCHEMA])
 
 
 @dataclass(frozen=True)
@@ -47,7 +58,7 @@ class ConsumedBatch:
 
 @dataclass(frozen=True)
 class DecodedBatch:
-    """Good events as a LAKE_ARROW_SCHEMA table, bad ones as a quarantine table."""
+    """Good events with the lake's columns (strings dictionary-encoded); bad ones apart."""
 
     events: pa.Table
     quarantine: pa.Table
@@ -66,13 +77,32 @@ def decode_batch(batch: ConsumedBatch) -> DecodedBatch:
     decoded = decode_records(batch.values, per_event=True)
     table = decoded.table
     at = decoded.row_positions()
-    arrays = [table.column(n).cast(LAKE_ARROW_SCHEMA.field(n).type) for n in _FROM_RECORD]
-    events = pa.Table.from_arrays(arrays, names=list(_FROM_RECORD))
-    events = events.append_column(
-        "kafka_partition", pa.array(batch.partitions[at], pa.int32())).append_column(
-        "kafka_offset", pa.array(batch.offsets[at], pa.int64()))
-    return DecodedBatch(events.select(LAKE_ARROW_SCHEMA.names).cast(LAKE_ARROW_SCHEMA),
-                        *_quarantine(batch, decoded.poison))
+    columns = {n: table.column(n) for n in _FROM_RECORD}
+    columns["kafka_partition"] = pa.chunked_array([pa.array(batch.partitions[at], pa.int32())])
+    columns["kafka_offset"] = pa.chunked_array([pa.array(batch.offsets[at], pa.int64())])
+    events = pa.Table.from_arrays([columns[n] for n in LAKE_ARROW_SCHEMA.names],
+                                  schema=lake_memory_schema())
+    return DecodedBatch(events, *_quarantine(batch, decoded.poison))
+
+
+def lake_memory_schema() -> pa.Schema:
+    """``LAKE_ARROW_SCHEMA`` with the record format's dictionary columns as a poll has them."""
+    return _MEMORY_SCHEMA
+
+
+def partition_runs(partitions: npt.NDArray[np.int32]) -> dict[int, list[tuple[int, int]]]:
+    """Partition → (start, length) of each run of its rows, in order.
+
+    A poll returns each partition's records in runs, so slicing them costs nothing.
+    """
+    if partitions.size == 0:
+        return {}
+    starts = np.flatnonzero(np.r_[True, partitions[1:] != partitions[:-1]])
+    ends = np.r_[starts[1:], partitions.size]
+    runs: dict[int, list[tuple[int, int]]] = {}
+    for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+        runs.setdefault(int(partitions[start]), []).append((start, end - start))
+    return runs
 
 
 def _quarantine(batch: ConsumedBatch, poison: list[PoisonRecord]
@@ -147,7 +177,9 @@ class PartitionBuffer:
 
     partition: int
     opened_at: float
-    tables: list[pa.Table] = field(default_factory=list)
+    # (day, project) → its rows, in offset order: a roll writes one file per entry.
+    groups: dict[tuple[date, str], list[pa.Table]] = field(default_factory=dict)
+    rows: int = 0
     quarantine: list[pa.Table] = field(default_factory=list)
     quarantine_days: list[npt.NDArray[np.int64]] = field(default_factory=list)
     first_offset: int = -1
@@ -162,8 +194,10 @@ class PartitionBuffer:
             self.first_offset = first
         self.last_offset = last
         if events.num_rows:
-            self.tables.append(events)
             self.nbytes += events.nbytes
+            self.rows += events.num_rows
+            for day, project, part in split_by_day_project(events):
+                self.groups.setdefault((day, project), []).append(part)
         if quarantine.num_rows:
             self.quarantine.append(quarantine)
             self.quarantine_days.append(q_days)
@@ -196,12 +230,10 @@ def roll_files(buffer: PartitionBuffer) -> list[RollFile]:
     """The files a roll writes: one per (day, project), plus one quarantine file if needed."""
     name = data_file_name(buffer.partition, buffer.first_offset)
     files: list[RollFile] = []
-    if buffer.tables:
-        events = pa.concat_tables(buffer.tables)
-        for day, project, part in split_by_day_project(events):
-            files.append(RollFile(f"{partition_dir(day, project)}/{name}", part))
+    for (day, project), parts in sorted(buffer.groups.items()):
+        files.append(RollFile(f"{partition_dir(day, project)}/{name}", pa.concat_tables(parts)))
     if buffer.quarantine:
         first_day = day_of(int(buffer.quarantine_days[0][0]))
-        files.append(RollFile(f"_quarantine/dt={first_day.isoformat()}/{name}",
+        files.append(RollFile(quarantine_path(first_day, name),
                               pa.concat_tables(buffer.quarantine)))
     return files

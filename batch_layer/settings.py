@@ -1,8 +1,9 @@
 """Settings of the batch layer (lake writer, billing job, Stripe export): one frozen object.
 
-Environment variables use the ``TURNSTILE_BATCH_`` prefix (``TURNSTILE_BATCH_LAKE_URI``,
-``TURNSTILE_BATCH_ROLL_BYTES``, ...); the shared Kafka, PostgreSQL and state sections keep
-their own prefixes. Built once at the entry point and passed in, never read at import.
+Environment variables use the ``TURNSTILE_BATCH_`` prefix (``TURNSTILE_BATCH_ROLL_BYTES``,
+...); the shared Kafka, PostgreSQL, state and lake sections keep their own
+(``TURNSTILE_LAKE_URI`` is read by the query API too). Built once at the entry point and
+passed in, never read at import.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from datetime import time
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas.lake import LakeSettings
 from schemas.settings import DatabaseSettings, KafkaSettings, StateSettings
 
 # Where a meter's value comes from: a billing_usage column, or ``tier:<name>``.
@@ -25,12 +27,6 @@ class BatchSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="TURNSTILE_BATCH_", frozen=True, extra="ignore")
 
-    # Lake: a local folder or s3://bucket/prefix. Empty means <state_dir>/lake.
-    lake_uri: str = ""
-    s3_endpoint_url: str | None = None  # e.g. http://127.0.0.1:9000 for MinIO / moto
-    s3_region: str = "us-east-1"
-    s3_access_key: SecretStr | None = None
-    s3_secret_key: SecretStr | None = None
     retention_days: int = Field(default=90, ge=1)
 
     # /healthz, /readyz, /metrics on 127.0.0.1 of the lake writer and the billing scheduler
@@ -41,9 +37,14 @@ class BatchSettings(BaseSettings):
     group_id: str = "turnstile-lake-writer"
     roll_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     roll_seconds: float = Field(default=300.0, gt=0)
+    # Kafka records per poll. A v2 record holds the events of one HTTP batch that share a
+    # partition (~80 of a 1,000-event batch over 12 partitions).
     consume_batch: int = Field(default=10_000, ge=1, le=1_000_000)
     consume_timeout_s: float = Field(default=0.5, gt=0)
-    parquet_compression_level: int = Field(default=3, ge=1, le=22)
+    # zstd level: 1 measured ~35 % less CPU per file than 3 for 0.3 % more bytes.
+    parquet_compression_level: int = Field(default=1, ge=1, le=22)
+    # Files of one roll written at once (one per (day, project) a partition touched).
+    write_threads: int = Field(default=2, ge=1, le=16)
 
     # Billing job.
     default_tier: str = "default"
@@ -69,6 +70,7 @@ class BatchSettings(BaseSettings):
     stripe_rate_limit_retries: int = Field(default=8, ge=0, le=50)
     stripe_backoff_max_s: float = Field(default=30.0, gt=0)
 
+    lake: LakeSettings = Field(default_factory=LakeSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     state: StateSettings = Field(default_factory=StateSettings)
@@ -80,9 +82,3 @@ class BatchSettings(BaseSettings):
             if source not in METER_SOURCES and not (source.startswith("tier:") and source[5:]):
                 raise ValueError(f"stripe_meters.{name}: unknown source {source!r}")
         return meters
-
-    def resolved_lake_uri(self) -> str:
-        """The lake URI, defaulting to a folder in the state directory."""
-        if self.lake_uri:
-            return self.lake_uri
-        return str((self.state.state_dir / "lake").resolve())

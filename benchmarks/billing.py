@@ -30,6 +30,7 @@ import pyarrow as pa
 from batch_layer.billing import TierRule, compute_usage, connect, register_day
 from batch_layer.lake import LAKE_ARROW_SCHEMA, open_lake, partition_dir, write_parquet_atomic
 from batch_layer.settings import BatchSettings
+from schemas.lake import LakeSettings
 
 DAY = date(2026, 11, 20)
 DAY_US = 1_795_132_800_000_000  # 2026-11-20T00:00:00Z
@@ -63,7 +64,7 @@ def generate(root: Path, n: int, keys: int, endpoints: int, projects: int, seed:
     project_names = [f"project-{i}" for i in range(projects)]
     proj_i = key_i % projects
     offsets = np.arange(n, dtype=np.int64)
-    lake = open_lake(BatchSettings(lake_uri=str(root)))
+    lake = open_lake(BatchSettings(lake=LakeSettings(uri=str(root))))
     written = 0
     for p, project in enumerate(project_names):
         rows = np.flatnonzero(proj_i == p)
@@ -91,7 +92,9 @@ def generate(root: Path, n: int, keys: int, endpoints: int, projects: int, seed:
                 "tags": pa.nulls(m, pa.map_(pa.string(), pa.string())),
                 "kafka_partition": pa.array((key_i[chunk] * 7919) % 12, pa.int32()),
                 "kafka_offset": pa.array(offsets[chunk]),
-                "batch_id": pa.nulls(m, pa.string()),
+                "batch_id": pa.array((offsets[chunk] // 1000).astype(str).astype(object),
+                                     pa.string()),
+                "batch_index": pa.array(offsets[chunk] % 1000, pa.int32()),
             }).cast(LAKE_ARROW_SCHEMA)
             path = root / partition_dir(DAY, project) / f"part-{chunk_no:04d}-{0:020d}.parquet"
             write_parquet_atomic(lake, str(path), table, 3)
@@ -120,7 +123,7 @@ def main() -> None:
         t0 = time.perf_counter()
         rows, dups = generate(root, args.events, args.keys, args.endpoints, args.projects)
         gen_s = time.perf_counter() - t0
-        lake = open_lake(BatchSettings(lake_uri=str(root)))
+        lake = open_lake(BatchSettings(lake=LakeSettings(uri=str(root))))
         disk = sum(f.stat().st_size for f in root.rglob("*.parquet"))
         billing_s, baseline_s = [], []
         total = removed = 0

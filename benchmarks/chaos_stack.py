@@ -82,7 +82,7 @@ class ChaosStack:
         """For one-off jobs (billing run): the servers and the lake."""
         return self.env({"TURNSTILE_KAFKA_BOOTSTRAP": self.bootstrap,
                          "TURNSTILE_DATABASE_URL": self.database_url,
-                         "TURNSTILE_BATCH_LAKE_URI": str(self.lake_root)})
+                         "TURNSTILE_LAKE_URI": str(self.lake_root)})
 
     def up(self, service_env: Mapping[str, str], timeout: float = 180.0) -> float:
         """``turnstile stack up --services`` on this stack's ports; returns seconds taken."""

@@ -357,7 +357,8 @@ def _start_api(url: str, port: int, workers: int, state: Path,
                code: Path | None = None) -> subprocess.Popen[bytes]:
     """``turnstile query`` on ``port``; from the tree ``code`` instead of ours when given."""
     env = {**os.environ, "TURNSTILE_DATABASE_URL": url, "TURNSTILE_STATE_DIR": str(state),
-           "TURNSTILE_QUERY_LAKE_ROOT": str(state / "lake")}
+           "TURNSTILE_LAKE_URI": str(state / "lake"),
+           "TURNSTILE_QUERY_LAKE_ROOT": str(state / "lake")}  # a baseline revision's name
     if code is not None:
         env["PYTHONPATH"] = str(code)
     (state / "lake").mkdir(parents=True, exist_ok=True)

@@ -35,6 +35,7 @@ from typing import Any, LiteralString
 import numpy as np
 import psycopg
 
+from schemas.lake import LakeSettings
 from schemas.metric_policies import refresh_aggregates
 
 KEYS, ENDPOINTS = 1000, 50
@@ -191,7 +192,8 @@ def run(database_url: str) -> dict[str, Any]:
         sizes = {t: conn.execute("SELECT count(*) FROM " + t).fetchone()[0]  # noqa: S608
                  for t in ("metrics_1m", "metrics_1h", "metrics_1d")}
     lake = Path(tempfile.mkdtemp(prefix="bench-lake-"))
-    app = create_app(QuerySettings(database=DatabaseSettings(url=database_url), lake_root=lake))
+    app = create_app(QuerySettings(database=DatabaseSettings(url=database_url),
+                                   lake=LakeSettings(uri=str(lake))))
     headers = {"Authorization": f"Bearer {secret}"}
     rnd = random.Random(1)
     A = "/api/v1/analytics"

@@ -25,6 +25,7 @@ from query_api.openapi import install_problem_openapi
 from query_api.problems import install_problem_handlers
 from query_api.routes import alerts, analytics, billing, keys, pipeline, quotas, timeseries
 from query_api.settings import QuerySettings
+from schemas.lake import open_lake_root
 from schemas.ops import Heartbeat, HeartbeatState, render_metrics
 
 API_VERSION = "1.0.0"
@@ -72,7 +73,8 @@ def create_app(settings: QuerySettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = create_pool(settings, open_now=False)
         pool.open(wait=True, timeout=30.0)
-        lake = Lake(settings.lake_root, threads=settings.duckdb_threads,
+        lake = Lake(open_lake_root(settings.lake, settings.state.state_dir, create=False),
+                    threads=settings.duckdb_threads,
                     memory_limit=settings.duckdb_memory_limit)
         app.state.pool = pool
         app.state.lake = lake
@@ -115,7 +117,7 @@ def create_app(settings: QuerySettings) -> FastAPI:
     @app.get("/readyz", include_in_schema=False)
     def readyz(request: Request) -> JSONResponse:
         """PostgreSQL answers and the lake folder can be listed; else 503 naming the check."""
-        ready, checks = ops.readiness(request.app.state.pool, settings.lake_root)
+        ready, checks = ops.readiness(request.app.state.pool, request.app.state.lake.ready())
         return JSONResponse({"component": ops.COMPONENT, "ready": ready, "checks": checks},
                             status_code=200 if ready else 503)
 

@@ -36,8 +36,9 @@ def query(
                     ] = None,
     workers: Annotated[int | None, typer.Option(help="Processes (TURNSTILE_QUERY_WORKERS).")
                        ] = None,
-    lake_root: Annotated[Path | None, typer.Option(
-        help="Parquet lake root (TURNSTILE_QUERY_LAKE_ROOT).")] = None,
+    lake_uri: Annotated[str | None, typer.Option(
+        "--lake-uri", "--lake-root",
+        help="Parquet lake: a folder or s3://bucket/prefix (TURNSTILE_LAKE_URI).")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Run the query API (analytics, billing, keys, quotas; OpenAPI at /docs)."""
@@ -46,10 +47,10 @@ def query(
     from query_api.settings import QuerySettings
     from schemas.settings import StateSettings
 
-    for name, value in (("PORT", port), ("HOST", host), ("WORKERS", workers),
-                        ("LAKE_ROOT", lake_root)):
+    for name, value in (("QUERY_PORT", port), ("QUERY_HOST", host),
+                        ("QUERY_WORKERS", workers), ("LAKE_URI", lake_uri)):
         if value is not None:
-            os.environ[f"TURNSTILE_QUERY_{name}"] = str(value)
+            os.environ[f"TURNSTILE_{name}"] = str(value)
     settings = QuerySettings()
     if settings.workers > 1 and not os.environ.get(MULTIPROC_ENV):
         # each worker writes its samples there; any worker's /metrics sums them all

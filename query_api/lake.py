@@ -1,11 +1,15 @@
 """DuckDB over the Parquet lake: individual requests, sub-minute series, lake-only fields.
 
-The batch layer writes ``<root>/dt=YYYY-MM-DD/project=<id>/*.parquet`` (schema
-``schemas.arrow.EVENT_ARROW_SCHEMA``). We list only the files of the caller's project and
-of the days the range touches, so another tenant's files are never even opened, and still
-filter on ``project_id`` inside. Timestamps leave DuckDB as epoch microseconds, which keeps
-time-zone libraries out of the hot path. The lake holds what the lake writer has committed:
-the last seconds or minutes may not be there yet.
+The layout, the committed-file rule and the schema are ``schemas.lake``'s, the writer's
+own: the lake may be a folder or an S3 prefix. We list only the committed files of the
+caller's project and of the days the range touches, so another tenant's files are never
+even opened, and still filter on ``project_id`` inside. A local lake is read by DuckDB
+itself; an S3 lake through a pyarrow dataset on the same filesystem the writer uses, so no
+second set of credentials or extension is needed. Every event counts once: copies of an
+event id (a retried batch) are dropped as billing drops them, keeping the same copy.
+Timestamps leave DuckDB as epoch microseconds, which keeps time-zone libraries out of the
+hot path. The lake holds what the lake writer has committed: the last seconds or minutes
+may not be there yet.
 """
 
 from __future__ import annotations
@@ -16,14 +20,22 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any, Final
 
 import duckdb
+import pyarrow.dataset as pads
 
 from query_api.measures import AggKind, Aggregation, Value
 from query_api.params import EPOCH, NO_FILTERS, WEEK, WEEK_ORIGIN, Filters, TimeRange
 from query_api.problems import InvalidParameterError
+from schemas.lake import (
+    DEDUPE_ORDER,
+    LAKE_ARROW_SCHEMA,
+    LakeRoot,
+    days_of,
+    project_files,
+    readable,
+)
 from schemas.storable import text_problem
 
 # Dimension → SQL expression over the event columns (whitelist: nothing else is composed).
@@ -58,6 +70,10 @@ _STATS: Final = (
     "quantile_cont(latency_ms, [0.5, 0.95, 0.99]) AS percentiles, "
     "sum(request_bytes) AS bytes_in, sum(response_bytes) AS bytes_out"
 )
+# The project is fixed by the listing (and the WHERE), so copies share an event id.
+_ONE_COPY: Final = ("QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY "
+                    f"{', '.join(DEDUPE_ORDER)}) = 1")
+_DATASET: Final = "lake_files"
 
 
 def _measure(value: Value, agg: Aggregation) -> tuple[str, list[Any]]:
@@ -95,10 +111,22 @@ class RequestPage:
     next_cursor: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class _Source:
+    """A FROM clause over one project's events (each once), and what it needs.
+
+    ``dataset`` is what the clause reads when the lake is not local.
+    """
+
+    sql: str
+    params: list[Any]
+    dataset: pads.Dataset | None
+
+
 class Lake:
     """One in-process DuckDB database; each query runs on its own cursor (thread-safe)."""
 
-    def __init__(self, root: Path, *, threads: int = 2, memory_limit: str = "1GB") -> None:
+    def __init__(self, root: LakeRoot, *, threads: int = 2, memory_limit: str = "1GB") -> None:
         self.root = root
         self._db = duckdb.connect(config={"threads": threads, "memory_limit": memory_limit})
         self._db.execute("SET TimeZone = 'UTC'")
@@ -107,6 +135,10 @@ class Lake:
     def close(self) -> None:
         self._db.close()
 
+    def ready(self) -> bool:
+        """The lake can be listed (an empty new lake is ready)."""
+        return readable(self.root)
+
     def files(self, project_id: str, rng: TimeRange,
               modified_after: datetime | None = None) -> list[str]:
         """The committed Parquet files of this project for the days the range touches.
@@ -114,26 +146,15 @@ class Lake:
         ``modified_after`` skips files last written before that instant: they cannot hold
         later events, and the realtime view then opens only the newest files of the day.
         """
-        if not project_id or "/" in project_id or project_id.startswith("."):
-            return []
-        out: list[str] = []
-        day = rng.start.date()
-        last = (rng.end - timedelta(microseconds=1)).date()
-        while day <= last:
-            folder = self.root / f"dt={day.isoformat()}" / f"project={project_id}"
-            if folder.is_dir():
-                paths = sorted(folder.glob("*.parquet"))
-                if modified_after is not None:
-                    cutoff = modified_after.timestamp()
-                    paths = [p for p in paths if p.stat().st_mtime >= cutoff]
-                out.extend(str(p) for p in paths)
-            day += timedelta(days=1)
-        return out
+        return [path for day in days_of(rng.start, rng.end)
+                for path in project_files(self.root, project_id, day, modified_after)]
 
-    def _query(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
+    def _query(self, source: _Source, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
         with self._lock:
             cur = self._db.cursor()
         try:
+            if source.dataset is not None:
+                cur.register(_DATASET, source.dataset)
             cur.execute(sql, list(params))
             names = [d[0] for d in cur.description or ()]
             return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
@@ -141,17 +162,29 @@ class Lake:
             cur.close()
 
     def _source(self, project_id: str, rng: TimeRange, filters: Filters,
-                modified_after: datetime | None = None) -> tuple[str, list[Any]] | None:
+                modified_after: datetime | None = None) -> _Source | None:
         files = self.files(project_id, rng, modified_after)
         if not files:
             return None
         where = ['project_id = ?', '"timestamp" >= ?', '"timestamp" < ?']
-        params: list[Any] = [files, project_id, rng.start, rng.end]
+        params: list[Any] = [project_id, rng.start, rng.end]
         for dim in sorted(filters.values):
             values = filters.values[dim]
             where.append(f"{LAKE_EXPRESSIONS[dim]} IN ({', '.join('?' * len(values))})")
             params.extend(values)
-        return ("read_parquet(?, union_by_name = true) WHERE " + " AND ".join(where)), params
+        dataset = None
+        if self.root.is_local:
+            # By name: files written before a column was added read it as NULL; the
+            # folder names are the contract's, not columns.
+            scan = "read_parquet(?, union_by_name = true, hive_partitioning = false)"
+            params.insert(0, files)
+        else:
+            dataset = pads.dataset(files, filesystem=self.root.fs, format="parquet",
+                                   schema=LAKE_ARROW_SCHEMA)
+            scan = _DATASET
+        # Copies have the same timestamp and fields, so filtering first keeps the same rows.
+        sql = f"(SELECT * FROM {scan} WHERE {' AND '.join(where)} {_ONE_COPY}) AS one_copy"  # noqa: S608
+        return _Source(sql, params, dataset)
 
     def breakdown(self, project_id: str, rng: TimeRange, dims: Sequence[str],
                   filters: Filters = NO_FILTERS, *, limit: int = 100,
@@ -160,12 +193,11 @@ class Lake:
         source = self._source(project_id, rng, filters, modified_after)
         if source is None:
             return []
-        frm, params = source
         cols = ", ".join(f"{LAKE_EXPRESSIONS[d]} AS {d}" for d in dims)
         group = ", ".join(str(i + 1) for i in range(len(dims)))
         return self._query(
-            f"SELECT {cols}, {_STATS} FROM {frm} GROUP BY {group} "  # noqa: S608
-            f"ORDER BY requests DESC, {group} LIMIT ?", [*params, limit])
+            source, f"SELECT {cols}, {_STATS} FROM {source.sql} GROUP BY {group} "  # noqa: S608
+            f"ORDER BY requests DESC, {group} LIMIT ?", [*source.params, limit])
 
     def grouped_series(self, project_id: str, rng: TimeRange, step: int, value: Value,
                        agg: Aggregation, group: Sequence[str], filters: Filters = NO_FILTERS,
@@ -174,7 +206,7 @@ class Lake:
         source = self._source(project_id, rng, filters)
         if source is None:
             return []
-        frm, params = source
+        frm, params = source.sql, source.params
         origin_us = int(((WEEK_ORIGIN if step % WEEK == 0 else EPOCH) - EPOCH).total_seconds()
                         * 1_000_000)
         step_us = step * 1_000_000
@@ -194,7 +226,7 @@ class Lake:
         sql = (f"{base} SELECT ((epoch_us(\"timestamp\") - ?) // ?) * ? + ? "  # noqa: S608
                f"AS ts_us{names}, {measure} AS value FROM e{join} GROUP BY ALL")
         args += [origin_us, step_us, step_us, origin_us, *measure_params]
-        rows = self._query(sql + " ORDER BY 1", args)
+        rows = self._query(source, sql + " ORDER BY 1", args)
         for row in rows:
             row["ts"] = from_us(row.pop("ts_us"))
         return rows
@@ -206,19 +238,20 @@ class Lake:
         source = self._source(project_id, rng, filters)
         if source is None:
             return RequestPage([], None)
-        frm, params = source
+        where = ["TRUE"]
+        params = list(source.params)
         if cursor:
             ts_us, event_id = decode_cursor(cursor)
-            frm += (' AND (epoch_us("timestamp") < ? OR '
-                    '(epoch_us("timestamp") = ? AND event_id < ?))')
+            where.append('(epoch_us("timestamp") < ? OR '
+                         '(epoch_us("timestamp") = ? AND event_id < ?))')
             params += [ts_us, ts_us, event_id]
         if min_latency_ms is not None:
-            frm += " AND latency_ms >= ?"
+            where.append("latency_ms >= ?")
             params.append(min_latency_ms)
         cols = ", ".join('epoch_us("timestamp") AS ts_us' if c == "timestamp" else c
                          for c in REQUEST_COLUMNS)
         rows = self._query(
-            f"SELECT {cols} FROM {frm} "  # noqa: S608
+            source, f"SELECT {cols} FROM {source.sql} WHERE {' AND '.join(where)} "  # noqa: S608
             'ORDER BY "timestamp" DESC, event_id DESC LIMIT ?', [*params, limit + 1])
         more = len(rows) > limit
         rows = rows[:limit]

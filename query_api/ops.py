@@ -14,7 +14,6 @@ import os
 import secrets
 import socket
 import time
-from pathlib import Path
 from typing import Any, Final
 
 from prometheus_client import (
@@ -111,21 +110,6 @@ def postgres_ready(pool: ConnectionPool[Any]) -> bool:
     return True
 
 
-def lake_ready(root: Path) -> bool:
-    """The lake folder can be listed, or is not made yet under a folder that exists.
-
-    A new stack has no lake until the lake writer's first roll; that is an empty lake,
-    not a missing dependency.
-    """
-    try:
-        with os.scandir(root):
-            return True
-    except FileNotFoundError:
-        return root.parent.is_dir()
-    except OSError:
-        return False
-
-
-def readiness(pool: ConnectionPool[Any], lake_root: Path) -> tuple[bool, dict[str, str]]:
-    checks = {"postgres": postgres_ready(pool), "lake": lake_ready(lake_root)}
+def readiness(pool: ConnectionPool[Any], lake_ready: bool) -> tuple[bool, dict[str, str]]:
+    checks = {"postgres": postgres_ready(pool), "lake": lake_ready}
     return all(checks.values()), {k: "ok" if v else "failing" for k, v in checks.items()}

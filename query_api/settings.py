@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.alerts import AlertTargetPolicy
-from schemas.settings import DatabaseSettings
+from schemas.lake import LakeSettings
+from schemas.settings import DatabaseSettings, StateSettings
 
 DEFAULT_QUERY_PORT = 8090
 
@@ -24,8 +23,9 @@ class QuerySettings(BaseSettings):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     # Where alert rules may send notifications (the alerting service reads the same policy).
     alert_targets: AlertTargetPolicy = Field(default_factory=AlertTargetPolicy)
-    # The Parquet lake written by the batch layer: <lake_root>/dt=YYYY-MM-DD/project=<id>/*.parquet
-    lake_root: Path = Path(".turnstile/lake")
+    # The Parquet lake the batch layer writes (TURNSTILE_LAKE_URI, shared with it).
+    lake: LakeSettings = Field(default_factory=LakeSettings)
+    state: StateSettings = Field(default_factory=StateSettings)  # the lake's default home
     pool_min_size: int = Field(default=1, ge=0)
     pool_max_size: int = Field(default=8, ge=1)
     # Revoked keys are refused within this many seconds; a hit avoids a database round trip.

@@ -78,7 +78,7 @@ def platform_services(
     """The services ``stack up --services`` supervises, in start order."""
     p = ports or ServicePorts()
     lake = str((state_dir / "lake").resolve())
-    lake_env = {"TURNSTILE_BATCH_LAKE_URI": lake}
+    lake_env = {"TURNSTILE_LAKE_URI": lake}
     services = [
         turnstile_service("gateway", ("gateway", "--workers", str(gateway_workers), "--port",
                                       str(p.gateway_port), "--log-level", "warning"),

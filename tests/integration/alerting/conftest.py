@@ -11,6 +11,7 @@ from alerting.settings import AlertingSettings
 from query_api.app import create_app
 from query_api.settings import QuerySettings
 from schemas.alerts import AlertTargetPolicy
+from schemas.lake import LakeSettings
 from schemas.settings import DatabaseSettings
 from tests.integration.alerting.receiver import PAGERDUTY_PATH, Receiver
 
@@ -37,7 +38,7 @@ def settings(stack, receiver, db) -> AlertingSettings:
 @pytest.fixture
 def api(stack, settings, tmp_path) -> Iterator[TestClient]:
     app = create_app(QuerySettings(database=DatabaseSettings(url=stack.database_url),
-                                   lake_root=tmp_path, pool_max_size=2,
+                                   lake=LakeSettings(uri=str(tmp_path)), pool_max_size=2,
                                    alert_targets=settings.targets))
     with TestClient(app) as client:
         yield client

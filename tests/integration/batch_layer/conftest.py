@@ -17,11 +17,13 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pytest
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from pydantic import SecretStr
 
 from batch_layer.lake import LAKE_ARROW_SCHEMA, Lake, committed_files
 from batch_layer.lake_writer import LakeWriter
 from batch_layer.settings import BatchSettings
 from schemas.event import EventRecord
+from schemas.lake import LakeSettings
 from schemas.settings import DatabaseSettings, KafkaSettings
 from tests.records import gateway_records
 
@@ -65,9 +67,14 @@ def produce(bootstrap: str, topic: str, records: Sequence[EventRecord], *, batch
                     duplicated_events=duplicated)
 
 
-def writer_settings(stack, topic: str, lake_uri: str, **overrides) -> BatchSettings:
+def writer_settings(stack, topic: str, lake_uri: str, *, s3: S3Server | None = None,
+                    **overrides) -> BatchSettings:
+    """Settings of a writer on ``topic`` into ``lake_uri`` (on the ``s3`` server if given)."""
+    lake = LakeSettings(uri=lake_uri) if s3 is None else LakeSettings(
+        uri=lake_uri, s3_endpoint_url=s3.endpoint_url, s3_access_key=SecretStr("test"),
+        s3_secret_key=SecretStr("test"))
     values = dict(
-        lake_uri=lake_uri, group_id=f"lake-{uuid.uuid4().hex[:8]}", roll_bytes=256 * 1024,
+        lake=lake, group_id=f"lake-{uuid.uuid4().hex[:8]}", roll_bytes=256 * 1024,
         roll_seconds=0.3, consume_timeout_s=0.1, consume_batch=2000,
         kafka=KafkaSettings(bootstrap=stack.kafka_bootstrap, events_topic=topic),
         database=DatabaseSettings(url=stack.database_url), duckdb_threads=1,

@@ -23,7 +23,8 @@ def write_lake_file(lake, events, partition: int, first_offset: int) -> None:
     table = (table.append_column("kafka_partition", pa.array([partition] * n, pa.int32()))
              .append_column("kafka_offset", pa.array(range(first_offset, first_offset + n),
                                                      pa.int64()))
-             .append_column("batch_id", pa.array(["b"] * n, pa.string())))
+             .append_column("batch_id", pa.array(["b"] * n, pa.string()))
+             .append_column("batch_index", pa.array(range(n), pa.int32())))
     project = events[0].project_id
     path = lake.path(partition_dir(DAY, project), data_file_name(partition, first_offset))
     write_parquet_atomic(lake, path, table.cast(LAKE_ARROW_SCHEMA), 1)
@@ -75,7 +76,7 @@ def test_billing_scheduler_serves_readiness_metrics_and_a_heartbeat(stack, db, t
     (port,) = free_ports(1)
     env = {**os.environ, "TURNSTILE_DATABASE_URL": stack.database_url,
            "TURNSTILE_KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
-           "TURNSTILE_BATCH_LAKE_URI": str(tmp_path / "lake"),
+           "TURNSTILE_LAKE_URI": str(tmp_path / "lake"),
            "TURNSTILE_BATCH_OPS_PORT": str(port)}
     proc = subprocess.Popen([sys.executable, "-m", "batch_layer.cli", "billing", "schedule"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -99,7 +99,7 @@ def test_lake_writer_serves_readiness_and_metrics_while_it_runs(stack, fresh_top
            "TURNSTILE_KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
            "TURNSTILE_KAFKA_EVENTS_TOPIC": topic,
            "TURNSTILE_DATABASE_URL": stack.database_url,
-           "TURNSTILE_BATCH_LAKE_URI": settings.lake_uri,
+           "TURNSTILE_LAKE_URI": settings.lake.uri,
            "TURNSTILE_BATCH_GROUP_ID": settings.group_id,
            "TURNSTILE_BATCH_ROLL_SECONDS": "0.5",
            "TURNSTILE_BATCH_OPS_PORT": str(port)}

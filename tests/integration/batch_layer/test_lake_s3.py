@@ -2,7 +2,6 @@ import uuid
 from datetime import timedelta
 
 import pyarrow.fs as pafs
-from pydantic import SecretStr
 
 from batch_layer.billing import compute_usage, connect, register_day
 from batch_layer.lake import apply_retention, committed_files, open_lake
@@ -11,11 +10,8 @@ from tests.unit.batch_layer.fixtures import DAY, make_events, truth_of
 
 
 def s3_settings(stack, topic, s3_server):
-    return writer_settings(
-        stack, topic, f"s3://{s3_server.bucket}/lake-{uuid.uuid4().hex[:8]}",
-        s3_endpoint_url=s3_server.endpoint_url, s3_access_key=SecretStr("test"),
-        s3_secret_key=SecretStr("test"),
-    )
+    return writer_settings(stack, topic, f"s3://{s3_server.bucket}/lake-{uuid.uuid4().hex[:8]}",
+                           s3=s3_server)
 
 
 def test_lake_on_s3_holds_every_event_once_and_bills_exactly(stack, fresh_topic, s3_server):

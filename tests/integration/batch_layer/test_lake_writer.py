@@ -63,7 +63,7 @@ def test_interrupted_roll_is_replayed_into_the_same_files(stack, fresh_topic, tm
     events = make_events(3000, seed=12, days=2, projects=("a", "b", "c"))
     produced = produce(stack.kafka_bootstrap, topic, events)
     settings = writer_settings(stack, topic, str(tmp_path / "lake"), roll_seconds=60.0,
-                               roll_bytes=200 * 1024)
+                               roll_bytes=100 * 1024)  # several size rolls
     lake = open_lake(settings)
     real_write = lake_writer_module.write_parquet_atomic
     calls = {"n": 0}
@@ -96,7 +96,7 @@ def test_kill_9_mid_file_loses_nothing_and_shows_no_partial_file(stack, fresh_to
     env = {**os.environ,
            "TURNSTILE_KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
            "TURNSTILE_KAFKA_EVENTS_TOPIC": topic,
-           "TURNSTILE_BATCH_LAKE_URI": settings.lake_uri,
+           "TURNSTILE_LAKE_URI": settings.lake.uri,
            "TURNSTILE_BATCH_GROUP_ID": settings.group_id,
            "TURNSTILE_BATCH_ROLL_BYTES": str(settings.roll_bytes),
            "TURNSTILE_BATCH_ROLL_SECONDS": "1"}

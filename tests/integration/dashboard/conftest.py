@@ -27,6 +27,7 @@ from query_api.app import create_app
 from query_api.settings import QuerySettings
 from schemas import keystore
 from schemas.keys import KeyKind
+from schemas.lake import LakeSettings
 from schemas.metric_policies import refresh_aggregates
 from schemas.settings import DatabaseSettings
 from tests.integration.query_api.fixtures import Metric, insert_metrics, write_lake_file
@@ -153,7 +154,8 @@ def site(stack, tmp_path_factory) -> Iterator[Site]:
         refresh_aggregates(conn, now - timedelta(days=31))
     _write_lake(lake, pid, [r for r in seed if r.bucket >= now - timedelta(days=1)])
 
-    settings = QuerySettings(database=DatabaseSettings(url=stack.database_url), lake_root=lake,
+    settings = QuerySettings(database=DatabaseSettings(url=stack.database_url),
+                             lake=LakeSettings(uri=str(lake)),
                              pool_max_size=4)
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,

@@ -17,6 +17,7 @@ from query_api.deps import get_now
 from query_api.settings import QuerySettings
 from schemas import keystore
 from schemas.keys import KeyKind
+from schemas.lake import LakeSettings
 from schemas.metric_policies import refresh_aggregates
 from schemas.settings import DatabaseSettings
 from tests.integration.query_api.fixtures import Metric, insert_metrics, write_lake_file
@@ -131,7 +132,8 @@ def world(stack, tmp_path_factory) -> Iterator[World]:
         # Minutes written for past buckets (fixed days, and the last hour) reach the
         # aggregates as after a backfill: the policies may have passed them already.
         refresh_aggregates(conn, DAY0 - timedelta(days=1))
-    settings = QuerySettings(database=DatabaseSettings(url=stack.database_url), lake_root=lake,
+    settings = QuerySettings(database=DatabaseSettings(url=stack.database_url),
+                             lake=LakeSettings(uri=str(lake)),
                              pool_max_size=4)
     app = create_app(settings)
     app.dependency_overrides[get_now] = lambda: now

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import uvicorn
 from psycopg import sql
 
-from schemas.arrow import EVENT_ARROW_SCHEMA
+from schemas.lake import LAKE_ARROW_SCHEMA, partition_dir
 
 
 def digest_text(latencies: list[float]) -> str:
@@ -62,19 +62,19 @@ def insert_metrics(conn, table: str, rows: list[Metric]) -> None:
 
 def write_lake_file(root: Path, project_id: str, events: list[dict], name: str = "part-0"
                     ) -> Path:
-    """One Parquet file in the batch layer's layout, day taken from the first event."""
-    day = events[0]["timestamp"].date().isoformat()
-    folder = root / f"dt={day}" / f"project={project_id}"
+    """One Parquet file in the lake's layout (``schemas.lake``), day from the first event."""
+    folder = root / partition_dir(events[0]["timestamp"].date(), project_id)
     folder.mkdir(parents=True, exist_ok=True)
-    columns = {f.name: [] for f in EVENT_ARROW_SCHEMA}
-    for e in events:
+    columns = {f.name: [] for f in LAKE_ARROW_SCHEMA}
+    for i, e in enumerate(events):
         full = {"received_at": e["timestamp"], "project_id": project_id, "path": e["endpoint"],
                 "request_bytes": 10, "response_bytes": 100, "ip": None, "user_agent": "t",
-                "country": None, "function": None, "tags": None, **e}
+                "country": None, "function": None, "tags": None, "kafka_partition": 0,
+                "kafka_offset": i, "batch_id": name, "batch_index": i, **e}
         for k in columns:
             columns[k].append(full[k])
     path = folder / f"{name}.parquet"
-    pq.write_table(pa.table(columns, schema=EVENT_ARROW_SCHEMA), path)
+    pq.write_table(pa.table(columns, schema=LAKE_ARROW_SCHEMA), path)
     return path
 
 

@@ -11,6 +11,7 @@ import pytest
 from query_api.app import create_app
 from query_api.guards import MAX_BODY_BYTES, MAX_JSON_DEPTH, MAX_PARAM_CHARS
 from query_api.settings import QuerySettings
+from schemas.lake import LakeSettings
 from schemas.settings import DatabaseSettings
 from tests.integration.query_api.fixtures import served
 
@@ -135,7 +136,7 @@ def test_malformed_json_is_400_naming_the_body(world):
 def real_server(stack, world):
     """Over a real socket: a 413 must reach a client that is still sending its body."""
     settings = QuerySettings(database=DatabaseSettings(url=stack.database_url),
-                             lake_root=world.lake, pool_max_size=2)
+                             lake=LakeSettings(uri=str(world.lake)), pool_max_size=2)
     with served(create_app(settings)) as url:
         yield url
 

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from query_api.app import create_app
 from query_api.settings import QuerySettings
+from schemas.lake import LakeSettings
 from schemas.settings import DatabaseSettings
 
 
@@ -25,7 +26,7 @@ def test_not_ready_naming_the_lake_when_its_folder_is_gone(stack, tmp_path):
     volume = tmp_path / "volume"
     lake = volume / "lake"
     app = create_app(QuerySettings(database=DatabaseSettings(url=stack.database_url),
-                                   lake_root=lake, pool_max_size=1))
+                                   lake=LakeSettings(uri=str(lake)), pool_max_size=1))
     with TestClient(app) as client:
         volume.mkdir()
         # a lake the writer has not made yet, under a folder that exists: empty, not gone
@@ -41,7 +42,7 @@ def test_not_ready_naming_the_lake_when_its_folder_is_gone(stack, tmp_path):
 
 def test_not_ready_naming_postgresql_when_it_is_unreachable(stack, tmp_path):
     app = create_app(QuerySettings(database=DatabaseSettings(url=stack.database_url),
-                                   lake_root=tmp_path, pool_max_size=1))
+                                   lake=LakeSettings(uri=str(tmp_path)), pool_max_size=1))
     with TestClient(app) as client:
         client.app.state.pool.close()  # as good as a database that went away
         r = client.get("/readyz")
@@ -107,7 +108,7 @@ def test_the_query_api_beats_as_a_pipeline_component(world, db):
 
 def test_a_stopped_app_marks_its_heartbeat_stopped(stack, tmp_path):
     app = create_app(QuerySettings(database=DatabaseSettings(url=stack.database_url),
-                                   lake_root=tmp_path, pool_max_size=1))
+                                   lake=LakeSettings(uri=str(tmp_path)), pool_max_size=1))
     with TestClient(app):
         pass
     with psycopg.connect(stack.database_url, autocommit=True) as conn:

@@ -32,6 +32,7 @@ from query_api.deps import require_admin
 from query_api.settings import QuerySettings
 from schemas import keystore
 from schemas.keys import KeyKind
+from schemas.lake import LakeSettings
 from schemas.metric_policies import refresh_aggregates
 from schemas.settings import DatabaseSettings
 from tests.integration.query_api.fixtures import Metric, insert_metrics, served, write_lake_file
@@ -80,7 +81,7 @@ def fuzz_target(stack, world, tmp_path_factory) -> Iterator[dict]:
          "endpoint": "/x/{id}", "status_code": 200 + i, "latency_ms": float(i),
          "api_key": "c1", "country": "FR"} for i in range(10)])
     app = create_app(QuerySettings(database=DatabaseSettings(url=stack.database_url),
-                                   lake_root=lake, pool_max_size=4))
+                                   lake=LakeSettings(uri=str(lake)), pool_max_size=4))
     admin_ops = {(m, r.path) for r in _api_routes(app.routes) if _needs_admin(r.dependant)
                  for m in r.methods}
     assert ("POST", "/api/v1/alerts/rules") in admin_ops and len(admin_ops) == 10, admin_ops

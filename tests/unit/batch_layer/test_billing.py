@@ -10,6 +10,7 @@ from batch_layer.billing import TierRule, compute_usage, connect, register_day, 
 from batch_layer.lake import open_lake, write_parquet_atomic
 from batch_layer.rolls import ConsumedBatch, PartitionBuffer, decode_batch, roll_files
 from batch_layer.settings import BatchSettings
+from schemas.lake import LakeSettings
 from tests.records import one_per_event
 from tests.unit.batch_layer.fixtures import DAY, make_events, truth_of
 
@@ -51,7 +52,7 @@ def run(lake, day=DAY):
 
 
 def test_usage_is_exact_after_dedupe_and_counts_duplicates_by_kind(tmp_path):
-    lake = open_lake(BatchSettings(lake_uri=str(tmp_path)))
+    lake = open_lake(BatchSettings(lake=LakeSettings(uri=str(tmp_path))))
     events = make_events(3000, seed=7)
     rng = random.Random(3)
     write_roll(lake, events, 0, 0, ["b0"] * len(events))
@@ -79,12 +80,13 @@ def test_usage_is_exact_after_dedupe_and_counts_duplicates_by_kind(tmp_path):
 
 
 def test_a_day_without_files_has_no_usage(tmp_path):
-    assert run(open_lake(BatchSettings(lake_uri=str(tmp_path))), date(2020, 1, 1)) == []
+    lake = open_lake(BatchSettings(lake=LakeSettings(uri=str(tmp_path))))
+    assert run(lake, date(2020, 1, 1)) == []
 
 
 @pytest.mark.parametrize("copies", [2, 3])
 def test_kept_copy_is_the_first_received(tmp_path, copies):
-    lake = open_lake(BatchSettings(lake_uri=str(tmp_path)))
+    lake = open_lake(BatchSettings(lake=LakeSettings(uri=str(tmp_path))))
     [event] = make_events(1, projects=("acme",))
     for i in range(copies):
         write_roll(lake, [event], i, 10, [f"b{i}"])

@@ -12,12 +12,13 @@ import pytest
 import batch_layer.billing as billing
 from batch_layer.lake import open_lake
 from batch_layer.settings import BatchSettings
+from schemas.lake import LakeSettings
 from tests.unit.batch_layer.fixtures import make_events, truth_of
 from tests.unit.batch_layer.test_billing import run, tier_for, write_roll
 
 
 def lake_at(tmp_path):
-    return open_lake(BatchSettings(lake_uri=str(tmp_path)))
+    return open_lake(BatchSettings(lake=LakeSettings(uri=str(tmp_path))))
 
 
 def by_key(rows):

@@ -13,10 +13,11 @@ from batch_layer.lake import (
     write_parquet_atomic,
 )
 from batch_layer.settings import BatchSettings
+from schemas.lake import LakeSettings
 
 
 def lake_at(tmp_path):
-    return open_lake(BatchSettings(lake_uri=str(tmp_path / "lake")))
+    return open_lake(BatchSettings(lake=LakeSettings(uri=str(tmp_path / "lake"))))
 
 
 def test_expired_days_keeps_exactly_the_retention_window():

@@ -2,18 +2,23 @@ from datetime import date, timedelta
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
-from batch_layer.lake import LAKE_ARROW_SCHEMA
+from batch_layer.lake import LAKE_ARROW_SCHEMA, open_lake, write_parquet_atomic
 from batch_layer.rolls import (
     ConsumedBatch,
     PartitionBuffer,
     decode_batch,
+    lake_memory_schema,
+    partition_runs,
     roll_files,
     slice_offsets,
     split_by_day_project,
 )
+from batch_layer.settings import BatchSettings
 from schemas.codec import record_key
+from schemas.lake import LakeSettings
 from tests.records import gateway_records, one_per_event
 from tests.unit.batch_layer.fixtures import DAY, make_events
 
@@ -34,7 +39,7 @@ def test_decode_batch_keeps_every_field_and_the_kafka_position():
     records = make_events(50, days=2)
     decoded = decode_batch(consumed(records))
     table = decoded.events
-    assert table.schema == LAKE_ARROW_SCHEMA
+    assert table.schema == lake_memory_schema()
     assert table.num_rows == 50
     assert table.column("event_id").to_pylist() == [r.event_id for r in records]
     assert table.column("kafka_offset").to_pylist() == list(range(100, 150))
@@ -52,7 +57,7 @@ def test_events_of_a_gateway_record_share_its_offset_and_batch_id():
         timestamps_ms=np.full(2, 1_795_132_800_000, np.int64))
     decoded = decode_batch(batch)
     table = decoded.events
-    assert table.schema == LAKE_ARROW_SCHEMA
+    assert table.schema == lake_memory_schema()
     assert table.column("event_id").to_pylist() == [r.event_id for r in records]
     assert table.column("kafka_offset").to_pylist() == [8] * 120
     assert table.column("batch_id").to_pylist() == ["B"] * 120
@@ -127,3 +132,49 @@ def test_buffer_replay_completes_at_the_recorded_last_offset():
     assert not buffer.replay_complete
     buffer.add(empty, empty, np.array([], np.int64), 20, 20)
     assert buffer.replay_complete
+
+
+def test_batch_index_is_each_events_position_in_its_http_batch():
+    records = make_events(120, projects=("acme",))
+    v2 = gateway_records(records, partitions=3, batch_id="B")
+    batch = ConsumedBatch(
+        partitions=np.array([r.partition for r in v2], np.int32),
+        offsets=np.arange(len(v2), dtype=np.int64), keys=[r.key for r in v2],
+        values=[r.value for r in v2], timestamps_ms=np.zeros(len(v2), np.int64))
+    table = decode_batch(batch).events
+    position = {r.event_id: i for i, r in enumerate(records)}
+    got = dict(zip(table.column("event_id").to_pylist(),
+                   table.column("batch_index").to_pylist(), strict=True))
+    assert got == position
+
+
+def test_partition_runs_slice_each_partition_in_order():
+    runs = partition_runs(np.array([2, 2, 0, 0, 0, 2, 1], np.int32))
+    assert runs == {2: [(0, 2), (5, 1)], 0: [(2, 3)], 1: [(6, 1)]}
+    assert partition_runs(np.array([], np.int32)) == {}
+
+
+def test_a_roll_of_several_polls_reads_back_as_the_lake_schema_with_every_value(tmp_path):
+    """Polls have their own dictionaries; the file still holds plain lake columns."""
+    first, second = make_events(40, seed=1, keys=30), make_events(40, seed=2, keys=30)
+    buffer = PartitionBuffer(partition=0, opened_at=0.0)
+    for records, offset in ((first, 0), (second, 40)):
+        d = decode_batch(consumed(records, partition=0, first_offset=offset))
+        buffer.add(d.events, d.quarantine, d.quarantine_day, offset, offset + 39)
+    lake = open_lake(BatchSettings(lake=LakeSettings(uri=str(tmp_path))))
+    files = roll_files(buffer)
+    rows = []
+    for f in files:
+        write_parquet_atomic(lake, lake.path(f.relative_path), f.table, 1)
+        back = pq.read_table(lake.path(f.relative_path))
+        assert back.schema == LAKE_ARROW_SCHEMA
+        assert back.column("kafka_offset").to_pylist() == sorted(
+            back.column("kafka_offset").to_pylist())
+        rows += back.to_pylist()
+    by_id = {r["event_id"]: r for r in rows}
+    assert len(rows) == len(by_id) == 80
+    for r in first + second:
+        got = by_id[r.event_id]
+        assert (got["project_id"], got["api_key"], got["endpoint"], got["country"],
+                got["tags"] and dict(got["tags"]), got["status_code"]) == (
+            r.project_id, r.api_key, r.endpoint, r.country, r.tags, r.status_code)
