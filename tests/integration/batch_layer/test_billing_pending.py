@@ -53,7 +53,7 @@ def test_billing_run_prints_a_table_or_json_never_a_repr(stack, db, fresh_topic,
                                                           monkeypatch):
     settings, _ = _lagging_lake_day(stack, db, fresh_topic, tmp_path)
     monkeypatch.setenv("TURNSTILE_DATABASE_URL", stack.database_url)
-    monkeypatch.setenv("TURNSTILE_BATCH_LAKE_URI", settings.lake_uri)
+    monkeypatch.setenv("TURNSTILE_LAKE_URI", settings.lake.uri)
     runner = CliRunner()
     shown = runner.invoke(app, ["billing", "run", "--date", DAY.isoformat()])
     assert shown.exit_code == 2, shown.output  # a closed day with an unexplained key
@@ -76,7 +76,7 @@ def test_billing_run_of_today_exits_0_with_a_pending_key(stack, db, monkeypatch,
                " status_class, request_count) VALUES (%s, 'pending-co', 'k', '/x', 'GET', 2, 5)",
                (datetime.combine(today, datetime.min.time(), tzinfo=UTC),))
     monkeypatch.setenv("TURNSTILE_DATABASE_URL", stack.database_url)
-    monkeypatch.setenv("TURNSTILE_BATCH_LAKE_URI", str(tmp_path / "empty-lake"))
+    monkeypatch.setenv("TURNSTILE_LAKE_URI", str(tmp_path / "empty-lake"))
     try:
         out = CliRunner().invoke(app, ["billing", "run", "--date", today.isoformat(), "--json"])
         assert out.exit_code == 0, out.output  # the lake has not caught up: pending

@@ -18,6 +18,7 @@ from query_api.app import create_app
 from query_api.settings import QuerySettings
 from schemas import keystore
 from schemas.keys import KeyKind
+from schemas.lake import LakeSettings
 from schemas.metric_policies import refresh_aggregates
 from schemas.settings import DatabaseSettings
 from tests.integration.dashboard.conftest import _free_port
@@ -39,7 +40,8 @@ def new_site(stack, tmp_path_factory) -> Iterator[tuple[str, str]]:
         # Written in the past: the aggregates see them as after a backfill (see conftest).
         refresh_aggregates(conn, now - timedelta(days=3))
     settings = QuerySettings(database=DatabaseSettings(url=stack.database_url),
-                             lake_root=tmp_path_factory.mktemp("new-lake"), pool_max_size=2)
+                             lake=LakeSettings(uri=str(tmp_path_factory.mktemp("new-lake"))),
+                             pool_max_size=2)
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
                                            log_level="warning", lifespan="on"))
