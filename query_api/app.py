@@ -49,9 +49,11 @@ bodies are at most 64 KiB (413) and 32 levels deep.
 
 def create_pool(settings: QuerySettings, *, open_now: bool = True) -> ConnectionPool[Any]:
     timeout_ms = settings.statement_timeout_ms
+    work_mem_kb = settings.work_mem_mb * 1024
 
     def configure(conn: psycopg.Connection[Any]) -> None:
         conn.execute(f"SET statement_timeout = {int(timeout_ms)}")
+        conn.execute(f"SET work_mem = {int(work_mem_kb)}")  # kB; an int, never user text
         conn.execute("SET TIME ZONE 'UTC'")
 
     return ConnectionPool(

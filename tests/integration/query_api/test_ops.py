@@ -9,7 +9,7 @@ import time
 import psycopg
 from fastapi.testclient import TestClient
 
-from query_api.app import create_app
+from query_api.app import create_app, create_pool
 from query_api.settings import QuerySettings
 from schemas.lake import LakeSettings
 from schemas.settings import DatabaseSettings
@@ -133,3 +133,16 @@ def test_docs_reference_no_external_host_and_their_assets_are_served(world):
     redoc = world.client.get("/redoc")
     assert redoc.status_code == 200 and "fonts.googleapis" not in redoc.text
     assert not re.search(r"""src=['"](https?:)?//""", redoc.text)
+
+
+def test_pool_connections_carry_the_configured_work_mem_and_timeout(stack, tmp_path):
+    settings = QuerySettings(database=DatabaseSettings(url=stack.database_url),
+                             lake=LakeSettings(uri=str(tmp_path)), work_mem_mb=48,
+                             statement_timeout_ms=7_000, pool_max_size=1)
+    pool = create_pool(settings)
+    try:
+        with pool.connection() as conn:
+            assert conn.execute("SHOW work_mem").fetchone() == ("48MB",)
+            assert conn.execute("SHOW statement_timeout").fetchone() == ("7s",)
+    finally:
+        pool.close()
