@@ -17,6 +17,7 @@ Percentiles merge the minutes' t-digests in PostgreSQL, only for rules that need
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -163,6 +164,7 @@ class Measured:
     baselines: dict[tuple[int, str], Baseline] = field(default_factory=dict)
     quotas: dict[tuple[int, str], QuotaUse] = field(default_factory=dict)
     queries: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)  # per query, for the benchmark
 
     def member_index(self) -> dict[int, set[str]]:
         """Each rule's members seen in any of the queries."""
@@ -186,8 +188,16 @@ def measure(conn: psycopg.Connection[Any], now: datetime,
     hour = now.replace(minute=0, second=0, microsecond=0)
     month, month_end = month_bounds(now)
     out = Measured()
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        out.seconds[name] = out.seconds.get(name, 0.0) + time.perf_counter() - clock
+        clock = time.perf_counter()
+
     out.rules = {r.rule_id: r for r in (Rule(*row) for row in conn.execute(
         _RULES, {"rule_id": rule_id}).fetchall())}
+    lap("rules")
     for shift in (timedelta(0), _WEEK):
         rows = conn.execute(_WINDOWS, {
             "end": end, "shift": shift, "earliest": end - shift - 2 * _MAX_WINDOW,
@@ -200,15 +210,18 @@ def measure(conn: psycopg.Connection[Any], now: datetime,
             stop = end - shift if period == "now" else end - span
             name = "week_ago" if shift else period
             out.windows[(rid, member)][name] = _window(tuple(values), stop - span, stop)
+        lap("week_ago_windows" if shift else "windows")
     for rid, member, mean, stddev, hours in conn.execute(_BASELINES, {
             "hour": hour, "earliest": hour - _MAX_BASELINE, "rule_id": rule_id}).fetchall():
         out.baselines[(rid, member)] = Baseline(float(mean), None if stddev is None
                                                 else float(stddev), int(hours))
+    lap("baselines")
     for rid, member, used, limit, recent in conn.execute(_QUOTAS, {
             "month": month, "day": now.replace(hour=0, minute=0, second=0, microsecond=0),
             "hour": hour, "end": end, "earliest": end - _MAX_WINDOW,
             "rule_id": rule_id}).fetchall():
         out.quotas[(rid, member)] = QuotaUse(int(used), int(limit), int(recent), month_end)
+    lap("quotas")
     out.queries = 5
     return out
 

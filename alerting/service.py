@@ -150,9 +150,20 @@ def _write(conn: psycopg.Connection[Any], changes: _Round) -> None:
         conn.execute(_ADD_EVENTS, [list(col) for col in zip(*changes.events, strict=True)])
 
 
+@dataclass(frozen=True, slots=True)
+class Evaluated:
+    """What steps 1–2 did."""
+
+    rules: int
+    events: int
+    members: int  # member states written
+    queries: int  # SQL statements
+    seconds: dict[str, float]  # per measuring query, and the write
+
+
 def evaluate(conn: psycopg.Connection[Any], now: datetime,
-             aside: _SetAside | None = None) -> tuple[int, int, int, int]:
-    """Steps 1–2: (rules measured, events recorded, member states kept, queries)."""
+             aside: _SetAside | None = None) -> Evaluated:
+    """Steps 1–2: measure, decide, record."""
     aside = aside if aside is not None else _SetAside()
     measured, unmeasured = measure_each(conn, now)
     for rule_id, exc in unmeasured:
@@ -177,6 +188,7 @@ def evaluate(conn: psycopg.Connection[Any], now: datetime,
         everything = _Round()
         for changes in per_rule.values():
             everything.extend(changes)
+        started = time.perf_counter()
         try:
             with conn.transaction():
                 _write(conn, everything)
@@ -193,9 +205,10 @@ def evaluate(conn: psycopg.Connection[Any], now: datetime,
             everything = _Round()
             for changes in per_rule.values():
                 everything.extend(changes)
+    seconds = {**measured.seconds, "write": time.perf_counter() - started}
     EVENTS_IN.labels(COMPONENT).inc(len(measured.rules))
-    return (len(measured.rules), len(everything.events), len(everything.states),
-            measured.queries + 3)
+    return Evaluated(len(measured.rules), len(everything.events), len(everything.states),
+                     measured.queries + 3, seconds)
 
 
 def deliver(conn: psycopg.Connection[Any], notifier: Notifier,
@@ -239,7 +252,7 @@ def run_round(settings: AlertingSettings, now: datetime | None = None,
             if not try_round_lock(conn):
                 log.info("alerting round skipped: another evaluator holds the round lock")
                 return RoundStats(0, 0, 0, 0, skipped=True)
-            rules, events, members, queries = evaluate(conn, now or datetime.now(UTC), aside)
+            done = evaluate(conn, now or datetime.now(UTC), aside)
             delivered, failed = deliver(conn, sender, settings, aside)
             if aside.letters:
                 with conn.transaction():
@@ -247,8 +260,8 @@ def run_round(settings: AlertingSettings, now: datetime | None = None,
     finally:
         if own:
             sender.close()
-    return RoundStats(rules, events, delivered, failed, len(aside.letters),
-                      members=members, queries=queries)
+    return RoundStats(done.rules, done.events, delivered, failed, len(aside.letters),
+                      members=done.members, queries=done.queries)
 
 
 def run_forever(settings: AlertingSettings, *, ops: ComponentOps | None = None,

@@ -83,7 +83,8 @@ def rule_problems(rule: dict[str, object]) -> list[tuple[str, str]]:
 def with_type_defaults(rule: dict[str, object]) -> dict[str, object]:
     """``rule`` with its type's defaults where a field was left out (None)."""
     kind = str(rule.get("rule_type") or "threshold")
-    filled = {**rule, **{k: v for k, v in TYPE_DEFAULTS[kind].items() if rule.get(k) is None}}
+    defaults = TYPE_DEFAULTS.get(kind, {})  # an unknown type is rule_problems' to report
+    filled = {**rule, **{k: v for k, v in defaults.items() if rule.get(k) is None}}
     if kind != "threshold" and filled.get("comparator") is None:
         filled["comparator"] = ">"  # unused: the type and direction say what breaches
     return filled

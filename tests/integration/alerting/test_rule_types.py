@@ -5,14 +5,17 @@ tenant's rules and events never see another's."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from typer.testing import CliRunner
 
 from alerting.service import run_round
 from tests.integration.alerting.receiver import WEBHOOK_PATH
 from tests.integration.alerting.test_alerting import tenant
 from tests.integration.query_api.fixtures import Metric, insert_metrics
+from turnstile_cli.main import app as cli
 
 pytestmark = pytest.mark.integration
 
@@ -211,3 +214,38 @@ def test_rule_fields_are_checked_per_type_with_a_400_naming_the_field(db, receiv
     made = _make(api, a, _hook(receiver, rule_type="volume", scope="each_endpoint"))
     assert (made["metric"], made["threshold"], made["direction"], made["window_minutes"]) == (
         "request_count", 0.5, "down", 60)
+
+
+def test_the_cli_creates_checks_lists_disables_and_deletes_rules_of_every_type(
+        stack, db, receiver, monkeypatch):
+    a = tenant(db, "cli")
+    monkeypatch.setenv("TURNSTILE_DATABASE_URL", stack.database_url)
+    monkeypatch.setenv("TURNSTILE_ALERTING_ALLOWED_TARGET_PREFIXES", json.dumps([receiver.url]))
+    runner = CliRunner()
+    base = ["alerts", "create", "-p", a.pid, "--channel", "webhook",
+            "--target", receiver.url + WEBHOOK_PATH]
+    made = runner.invoke(cli, [*base, "--name", "outage", "--type", "volume",
+                               "--scope", "each_endpoint"])
+    assert made.exit_code == 0, made.output
+    rule_id = int(made.output.split()[3])
+    forecast = runner.invoke(cli, [*base, "--name", "runs out", "--type", "quota_forecast",
+                                   "--api-key", "c1", "--threshold", "12"])
+    assert forecast.exit_code == 0, forecast.output
+    for extra, field in ((["--type", "quota"], "api-key"), (["--type", "weekly"], "type"),
+                         (["--metric", "error_rate", "--threshold", "0.1"], "comparator")):
+        bad = runner.invoke(cli, [*base, "--name", "bad", *extra])
+        assert bad.exit_code == 2 and bad.output.startswith(f"{field}: "), bad.output
+    wrong = runner.invoke(cli, ["alerts", "create", "-p", a.pid, "--name", "x", "--channel",
+                                "webhook", "--target", "http://10.0.0.1/", "--type", "volume"])
+    assert wrong.exit_code == 2 and wrong.output.startswith("target: ")
+    listed = json.loads(runner.invoke(cli, ["alerts", "list", "--json", "-p", a.pid]).output)
+    assert [(r["rule_type"], r["scope"], r["threshold"]) for r in listed] == [
+        ("volume", "each_endpoint", 0.5), ("quota_forecast", "rule", 12.0)]
+    table = runner.invoke(cli, ["alerts", "list", "-p", a.pid], env={"COLUMNS": "200"})
+    assert "requests down 0.5x of last week over 60 min per endpoint" in table.output
+    assert "monthly quota exhausted within 12 h" in table.output
+    assert runner.invoke(cli, ["alerts", "disable", str(rule_id)]).exit_code == 0
+    assert db.execute("SELECT enabled FROM alert_rules WHERE rule_id = %s",
+                      (rule_id,)).fetchone() == (False,)
+    assert runner.invoke(cli, ["alerts", "delete", str(rule_id)]).exit_code == 0
+    assert runner.invoke(cli, ["alerts", "delete", str(rule_id)]).exit_code == 1
