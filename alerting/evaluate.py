@@ -35,8 +35,10 @@ _MAX_WINDOW: Final = timedelta(minutes=60)  # the table's CHECK; lets the planne
 _WEEK: Final = timedelta(days=7)
 _MAX_BASELINE: Final = timedelta(days=28)
 
-_SUMS: Final = ", ".join(f"coalesce({MEASURE_BY_NAME[name].merged('m')}, 0)" for name in (
-    "request_count", "error_count", "server_error_count", "latency_sum"))
+_SUMS_AS: Final = ", ".join(
+    f"coalesce({MEASURE_BY_NAME[name].merged('m')}, 0) AS {alias}" for name, alias in (
+        ("request_count", "n"), ("error_count", "e"), ("server_error_count", "s"),
+        ("latency_sum", "l")))
 _DIGEST: Final = next(m.name for m in MEASURES if m.merge is Merge.TDIGEST)
 _PCTS: Final = "ARRAY[0.5, 0.95, 0.99]::float8[]"
 _PCT_METRICS: Final = "('latency_p50', 'latency_p95', 'latency_p99')"
@@ -51,12 +53,20 @@ _ONE: Final = "(%(rule_id)s::bigint IS NULL OR r.rule_id = %(rule_id)s)"
 _RULES: Final = (f"SELECT {RULE_COLUMNS} FROM alert_rules r WHERE r.enabled AND {_ONE} "  # noqa: S608
                  "ORDER BY r.rule_id")
 
+# Rules that read the same rows share them: each query first aggregates per distinct
+# *series spec* (project, scope, filters, window), then hands the result to every rule of
+# that spec, so 10,000 rules over a few hundred specs read the minutes a few hundred times.
+_SPEC_JOIN: Final = """a.project_id = r.project_id AND a.scope = r.scope
+      AND coalesce(a.endpoint, '') = coalesce(r.endpoint, '')
+      AND coalesce(a.api_key, '') = coalesce(r.api_key, '')
+      AND coalesce(a.method, '') = coalesce(r.method, '')"""
+
 # Periods: 'now' for every windowed type, 'before' (the window before) for rate of change,
-# 'week_ago' (the same window seven days earlier) for volume.
+# 'week_ago' (the same window seven days earlier, ``shift``) for volume.
 _WINDOWS: Final = f"""
-WITH p AS (
-    SELECT r.rule_id, r.project_id, r.scope, r.endpoint, r.api_key, r.method, r.metric,
-           per.period, per.start, per.stop
+WITH s AS (
+    SELECT r.project_id, r.scope, r.endpoint, r.api_key, r.method, r.window_minutes,
+           per.period, per.start, per.stop, bool_or(r.metric IN {_PCT_METRICS}) AS pct
     FROM alert_rules r
     CROSS JOIN LATERAL (VALUES
         ('now', %(end)s - %(shift)s - make_interval(mins => r.window_minutes),
@@ -66,41 +76,56 @@ WITH p AS (
     ) AS per (period, start, stop)
     WHERE r.enabled AND {_ONE} AND r.rule_type = ANY(%(types)s)
       AND (per.period = 'now' OR (r.rule_type = 'rate_of_change' AND %(shift)s = '0'::interval))
+    GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9
+), a AS (
+    SELECT r.project_id, r.scope, r.endpoint, r.api_key, r.method, r.window_minutes,
+           r.period, {_MEMBER} AS member, {_SUMS_AS},
+           tdigest_percentile(m.{_DIGEST}, {_PCTS}) FILTER (WHERE r.pct) AS pcts
+    FROM s r
+    JOIN metrics_1m m
+           ON m.project_id = r.project_id
+          AND m.bucket >= r.start AND m.bucket < r.stop
+          AND m.bucket >= %(earliest)s AND m.bucket < %(end)s - %(shift)s{_FILTERS}
+    GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
 )
-SELECT r.rule_id, r.period, {_MEMBER}, {_SUMS},
-       tdigest_percentile(m.{_DIGEST}, {_PCTS}) FILTER (WHERE r.metric IN {_PCT_METRICS})
-FROM p r
-JOIN metrics_1m m
-       ON m.project_id = r.project_id
-      AND m.bucket >= r.start AND m.bucket < r.stop
-      AND m.bucket >= %(earliest)s AND m.bucket < %(end)s - %(shift)s{_FILTERS}
-GROUP BY 1, 2, 3"""  # noqa: S608 - Rule's field names and schemas.metric_tables' measures
+SELECT r.rule_id, a.period, a.member, a.n, a.e, a.s, a.l, a.pcts
+FROM alert_rules r
+JOIN a ON {_SPEC_JOIN} AND a.window_minutes = r.window_minutes
+WHERE r.enabled AND {_ONE} AND r.rule_type = ANY(%(types)s)
+  AND (a.period = 'now' OR r.rule_type = 'rate_of_change')"""  # noqa: S608 - Rule's field names and schemas.metric_tables' measures
 
 _BASELINES: Final = f"""
-WITH hours AS (
-    SELECT r.rule_id, {_MEMBER} AS member, r.metric, r.window_minutes,
-           sum(m.request_count) AS n, sum(m.error_count) AS e,
-           sum(m.server_error_count) AS s, sum(m.latency_sum) AS l,
-           tdigest_percentile(m.{_DIGEST}, {_PCTS}) FILTER (WHERE r.metric IN {_PCT_METRICS})
-               AS pcts
+WITH s AS (
+    SELECT r.project_id, r.scope, r.endpoint, r.api_key, r.method,
+           max(r.baseline_days) AS days, bool_or(r.metric IN {_PCT_METRICS}) AS pct
     FROM alert_rules r
+    WHERE r.enabled AND {_ONE} AND r.rule_type = 'dynamic'
+    GROUP BY 1, 2, 3, 4, 5
+), a AS (
+    SELECT r.project_id, r.scope, r.endpoint, r.api_key, r.method, {_MEMBER} AS member,
+           m.bucket, sum(m.request_count) AS n, sum(m.error_count) AS e,
+           sum(m.server_error_count) AS s, sum(m.latency_sum) AS l,
+           tdigest_percentile(m.{_DIGEST}, {_PCTS}) FILTER (WHERE r.pct) AS pcts
+    FROM s r
     JOIN metrics_1h m
            ON m.project_id = r.project_id
-          AND m.bucket >= %(hour)s - make_interval(days => r.baseline_days)
+          AND m.bucket >= %(hour)s - make_interval(days => r.days)
           AND m.bucket >= %(earliest)s AND m.bucket < %(hour)s{_FILTERS}
-    WHERE r.enabled AND {_ONE} AND r.rule_type = 'dynamic'
-    GROUP BY r.rule_id, member, m.bucket, r.metric, r.window_minutes, r.min_requests
-    HAVING sum(m.request_count) >= greatest(r.min_requests, 1)
+    GROUP BY 1, 2, 3, 4, 5, 6, 7
 ), hourly AS (
-    SELECT rule_id, member, CASE metric
-        WHEN 'request_count' THEN n::float8 * window_minutes / 60
-        WHEN 'error_rate' THEN e::float8 / n
-        WHEN 'server_error_rate' THEN s::float8 / n
-        WHEN 'latency_avg' THEN l / n
-        WHEN 'latency_p50' THEN pcts[1]
-        WHEN 'latency_p95' THEN pcts[2]
-        WHEN 'latency_p99' THEN pcts[3] END AS v
-    FROM hours
+    SELECT r.rule_id, a.member, CASE r.metric
+        WHEN 'request_count' THEN a.n::float8 * r.window_minutes / 60
+        WHEN 'error_rate' THEN a.e::float8 / a.n
+        WHEN 'server_error_rate' THEN a.s::float8 / a.n
+        WHEN 'latency_avg' THEN a.l / a.n
+        WHEN 'latency_p50' THEN a.pcts[1]
+        WHEN 'latency_p95' THEN a.pcts[2]
+        WHEN 'latency_p99' THEN a.pcts[3] END AS v
+    FROM alert_rules r
+    JOIN a ON {_SPEC_JOIN}
+    WHERE r.enabled AND {_ONE} AND r.rule_type = 'dynamic'
+      AND a.bucket >= %(hour)s - make_interval(days => r.baseline_days)
+      AND a.n >= greatest(r.min_requests, 1)
 )
 SELECT rule_id, member, avg(v), stddev_samp(v), count(v)
 FROM hourly WHERE v IS NOT NULL GROUP BY rule_id, member"""  # noqa: S608 - as above
@@ -127,13 +152,17 @@ WITH k AS (
                   WHERE m.project_id = keys.project_id AND m.api_key = keys.api_key
                     AND m.bucket >= %(hour)s AND m.bucket < %(end)s), 0) AS used
     FROM keys
+), rates AS (
+    SELECT w.project_id, w.api_key, w.window_minutes,
+        coalesce((SELECT sum(m.request_count) FROM metrics_1m m
+                  WHERE m.project_id = w.project_id AND m.api_key = w.api_key
+                    AND m.bucket >= %(end)s - make_interval(mins => w.window_minutes)
+                    AND m.bucket >= %(earliest)s AND m.bucket < %(end)s), 0) AS recent
+    FROM (SELECT DISTINCT project_id, api_key, window_minutes FROM k) w
 )
-SELECT k.rule_id, k.member, used.used, k.monthly_requests,
-       coalesce((SELECT sum(m.request_count) FROM metrics_1m m
-                 WHERE m.project_id = k.project_id AND m.api_key = k.api_key
-                   AND m.bucket >= %(end)s - make_interval(mins => k.window_minutes)
-                   AND m.bucket >= %(earliest)s AND m.bucket < %(end)s), 0)
-FROM k JOIN used USING (project_id, api_key)"""  # noqa: S608 - constant SQL pieces
+SELECT k.rule_id, k.member, used.used, k.monthly_requests, rates.recent
+FROM k JOIN used USING (project_id, api_key)
+JOIN rates USING (project_id, api_key, window_minutes)"""  # noqa: S608 - constant SQL pieces
 
 _WINDOWED: Final = ["threshold", "dynamic", "rate_of_change", "volume"]
 
