@@ -24,6 +24,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import statistics
 import sys
 import time
@@ -194,7 +195,12 @@ def rounds(url: str, now: datetime) -> dict[str, Any]:
             "query_seconds_last_round": {k: round(v, 2) for k, v in seconds[-1].items()}}
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    sys.exit(128 + signum)  # ``timeout`` sends SIGTERM: unwind so the private server stops
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     now = datetime.now(UTC).replace(second=30, microsecond=0)
     with private_database() as url, psycopg.connect(url, autocommit=True) as conn:
         t = time.perf_counter()
