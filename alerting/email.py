@@ -31,24 +31,28 @@ def dashboard_link(n: Notice, settings: AlertingSettings) -> str:
     params = {"range": "custom",
               "start": (n.window_start - timedelta(minutes=30)).strftime(fmt),
               "end": (n.window_end + timedelta(minutes=30)).strftime(fmt)}
-    params |= {k: v for k, v in (("endpoint", r.endpoint), ("method", r.method),
-                                 ("api_key", r.api_key)) if v}
+    endpoint = n.member if r.scope == "each_endpoint" else r.endpoint
+    api_key = n.member if r.scope == "each_api_key" else r.api_key
+    params |= {k: v for k, v in (("endpoint", endpoint), ("method", r.method),
+                                 ("api_key", api_key)) if v}
     return f"{settings.dashboard_base_url.rstrip('/')}/#{urlencode(params)}"
 
 
-def facts(n: Notice, scope: str, value: str) -> list[tuple[str, str]]:
+def facts(n: Notice, scope: str, value: str, condition: str = "") -> list[tuple[str, str]]:
     r = n.rule
-    return [("Rule", f"{r.name} (#{r.rule_id})"), ("Metric", r.metric), ("Value", value),
-            ("Threshold", f"{r.comparator} {r.threshold:g}"),
+    test = (("Threshold", f"{r.comparator} {r.threshold:g}") if r.rule_type == "threshold"
+            else ("Condition", condition))
+    return [("Rule", f"{r.name} (#{r.rule_id}, {r.rule_type})"), ("Metric", r.metric),
+            ("Value", value), test,
             ("Window", f"{r.window_minutes} min, {n.window_start:%Y-%m-%d %H:%M} – "
                        f"{n.window_end:%H:%M} UTC"),
             ("Scope", scope), ("At", f"{n.at:%Y-%m-%d %H:%M:%S} UTC")]
 
 
 def compose(n: Notice, settings: AlertingSettings, subject: str, scope: str,
-            value: str) -> EmailMessage:
+            value: str, condition: str = "") -> EmailMessage:
     link = dashboard_link(n, settings)
-    rows = facts(n, scope, value)
+    rows = facts(n, scope, value, condition)
     banner = ("This is a TEST notification sent on request; the rule's state is unchanged."
               if n.kind == "test" else "")
     msg = EmailMessage()

@@ -10,16 +10,17 @@ notification outage delays pages rather than dropping them.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import smtplib
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 
-from alerting import email
+from alerting import describe, email
 from alerting.rules import Rule
 from alerting.settings import AlertingSettings
 from alerting.webhook_signing import EVENT_ID_HEADER, SIGNATURE_HEADER, sign
@@ -38,13 +39,18 @@ class Notice:
     window_start: datetime
     window_end: datetime
     at: datetime
+    member: str = ""  # the endpoint or API key of a fan-out rule that breached
+    detail: dict[str, Any] = field(default_factory=dict)  # see alerting/assess.py
 
 
-def _scope(rule: Rule) -> str:
+_MEMBER_NAME = {"each_endpoint": "endpoint", "each_api_key": "consumer"}
+
+
+def _scope(rule: Rule, member: str = "") -> str:
     parts = [f"project {rule.project_id}"]
     parts += [f"{name} {value}" for name, value in (
-        ("method", rule.method), ("endpoint", rule.endpoint), ("consumer", rule.api_key))
-        if value]
+        ("method", rule.method), ("endpoint", rule.endpoint), ("consumer", rule.api_key),
+        (_MEMBER_NAME.get(rule.scope, ""), member)) if value]
     return ", ".join(parts)
 
 
@@ -54,13 +60,17 @@ def _number(value: float | None) -> str:
 
 def headline(n: Notice) -> str:
     state = {"firing": "FIRING", "resolved": "RESOLVED"}.get(n.kind, "TEST")
-    return f"[{state}] {n.rule.name}: {n.rule.metric} {_number(n.value)}"
+    who = f" [{_MEMBER_NAME[n.rule.scope]} {n.member}]" if n.member else ""
+    return f"[{state}] {n.rule.name}{who}: {describe.headline_value(n.rule, n.value)}"
+
+
+def condition(n: Notice) -> str:
+    """The rule's condition and the numbers behind the value, in words."""
+    return describe.condition(n.rule, n.value, n.detail)
 
 
 def summary(n: Notice) -> str:
-    r = n.rule
-    return (f"{headline(n)} ({r.comparator} {r.threshold:g} over {r.window_minutes} min; "
-            f"{_scope(r)})")
+    return f"{headline(n)} ({condition(n)}; {_scope(n.rule, n.member)})"
 
 
 def _payload(n: Notice, settings: AlertingSettings) -> tuple[str, dict[str, Any]]:
@@ -71,7 +81,9 @@ def _payload(n: Notice, settings: AlertingSettings) -> tuple[str, dict[str, Any]
                "comparator": r.comparator, "threshold": r.threshold,
                "window_start": n.window_start.isoformat(),
                "window_end": n.window_end.isoformat(), "endpoint": r.endpoint,
-               "api_key": r.api_key, "method": r.method}
+               "api_key": r.api_key, "method": r.method, "rule_type": r.rule_type,
+               "scope": r.scope, "member": n.member or None, "detail": n.detail,
+               "condition": condition(n)}
     if r.channel == "pagerduty":
         # A test has its own dedup key, so it never merges with (or resolves) a real page.
         test = "-test" if n.kind.startswith("test") else ""
@@ -79,18 +91,27 @@ def _payload(n: Notice, settings: AlertingSettings) -> tuple[str, dict[str, Any]
         body: dict[str, Any] = {
             "routing_key": r.target,
             "event_action": "resolve" if resolve else "trigger",
-            "dedup_key": f"turnstile-rule-{r.rule_id}{test}",
+            "dedup_key": f"turnstile-rule-{r.rule_id}{test}" + (
+                f"-{member_key(n.member)}" if n.member else ""),
         }
         if not resolve:
             body["payload"] = {"summary": summary(n)[:1024], "source": f"turnstile/{r.project_id}",
                                "severity": "info" if test else "error",
                                "timestamp": n.at.isoformat(),
-                               "component": r.endpoint or r.project_id,
+                               "component": (n.member if r.scope == "each_endpoint"
+                                             else None) or r.endpoint or r.project_id,
                                "custom_details": details}
         return settings.pagerduty_events_url, body
     return r.target, {"kind": n.kind, "test": n.kind.startswith("test"), "event_id": n.event_id,
                       "summary": summary(n), "rule_name": r.name,
                       "project_id": r.project_id, "at": n.at.isoformat(), **details}
+
+
+def member_key(member: str) -> str:
+    """A member in a dedup key: PagerDuty keys are at most 255 characters."""
+    if len(member) <= 64 and member.isascii():
+        return member
+    return "h" + hashlib.sha256(member.encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +178,8 @@ class Notifier:
 
     def _email(self, notice: Notice) -> tuple[str | None, bool]:
         msg = email.compose(notice, self.settings, headline(notice),
-                            _scope(notice.rule), _number(notice.value))
+                            _scope(notice.rule, notice.member), _number(notice.value),
+                            condition(notice))
         try:
             email.send(msg, self.settings)
         except (smtplib.SMTPException, OSError) as exc:

@@ -35,6 +35,11 @@ class Rule:
     target: str
     # Webhook HMAC key (alerting/webhook_signing.py); kept out of reprs and logs.
     signing_secret: str = field(default="", repr=False)
+    rule_type: str = "threshold"  # schemas.alerts.RuleType
+    scope: str = "rule"  # schemas.alerts.Scope: one state, or one per endpoint / API key
+    direction: str = "up"
+    change_mode: str = "percent"
+    baseline_days: int = 7
 
 
 RULE_COLUMNS: Final = ", ".join(f"r.{name}" for name in Rule.__dataclass_fields__)

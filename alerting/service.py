@@ -5,8 +5,12 @@ one transaction, then (3) sends every pending event and records the outcome. Eve
 written before they are sent, so a crash between the two sends them on the next round
 (at least once; PagerDuty's dedup key makes a repeated trigger harmless).
 
+Step 2 is pure Python per rule member (``assess``, ``decide``) and two statements: every
+member's state and every event, each written as arrays in one statement.
+
 One bad rule never stops the others: a rule that cannot be measured, decided or
-recorded (each rule has its own savepoint), or whose notification cannot even be
+recorded (when the round's write fails, it is redone rule by rule, each in its own
+savepoint), or whose notification cannot even be
 attempted, is set aside as a dead letter (component ``alerting``, one per rule, kind
 and day) and the round goes on. A round that fails as a whole (PostgreSQL gone) is logged
 in one line and retried with capped backoff, then at the normal interval again.
@@ -14,17 +18,19 @@ in one line and retried with capped backoff, then at the normal interval again.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import psycopg
 
+from alerting.assess import assess, empty_window
 from alerting.decide import State, decide
-from alerting.evaluate import measure_each
+from alerting.evaluate import Measured, measure_each, window_end
 from alerting.notify import Notice, Notifier, Outcome
 from alerting.round_lock import try_round_lock
 from alerting.rules import RULE_COLUMNS, Rule
@@ -38,24 +44,31 @@ log = logging.getLogger(__name__)
 COMPONENT: Final = "alerting"
 
 _STATES = """
-SELECT rule_id, firing, since, last_notified_at FROM alert_state
+SELECT rule_id, member, firing, since, last_notified_at FROM alert_state
 WHERE rule_id = ANY(%s)"""
 
-_UPSERT_STATE = """
-INSERT INTO alert_state (rule_id, firing, value, since, evaluated_at, last_notified_at)
-VALUES (%s, %s, %s, %s, %s, %s)
-ON CONFLICT (rule_id) DO UPDATE SET firing = EXCLUDED.firing, value = EXCLUDED.value,
+# Every member's state and every event of a round, each in one statement.
+_UPSERT_STATES = """
+INSERT INTO alert_state (rule_id, member, firing, value, since, evaluated_at, last_notified_at)
+SELECT * FROM unnest(%s::bigint[], %s::text[], %s::boolean[], %s::float8[],
+                     %s::timestamptz[], %s::timestamptz[], %s::timestamptz[])
+ON CONFLICT (rule_id, member) DO UPDATE SET firing = EXCLUDED.firing, value = EXCLUDED.value,
     since = EXCLUDED.since, evaluated_at = EXCLUDED.evaluated_at,
     last_notified_at = EXCLUDED.last_notified_at"""
 
-_ADD_EVENT = """
+_ADD_EVENTS = """
 INSERT INTO alert_events (rule_id, project_id, kind, value, threshold, window_start,
-                          window_end, at, delivery)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"""
+                          window_end, at, delivery, member, detail)
+SELECT rule_id, project_id, kind, value, threshold, window_start, window_end, at, delivery,
+       member, detail::jsonb
+FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::float8[], %s::float8[],
+            %s::timestamptz[], %s::timestamptz[], %s::timestamptz[], %s::text[], %s::text[],
+            %s::text[]) AS e (rule_id, project_id, kind, value, threshold, window_start,
+                              window_end, at, delivery, member, detail)"""
 
 _PENDING = f"""
 SELECT e.event_id, e.kind, e.value, e.window_start, e.window_end, e.at, e.attempts,
-       {RULE_COLUMNS}
+       e.member, e.detail, {RULE_COLUMNS}
 FROM alert_events e JOIN alert_rules r USING (rule_id)
 WHERE e.delivery = 'pending'
 ORDER BY e.event_id"""  # noqa: S608 - the columns are Rule's field names
@@ -73,6 +86,8 @@ class RoundStats:
     failed: int
     dead_letters: int = 0
     skipped: bool = False  # another evaluator held the round lock
+    members: int = 0  # states kept: one per rule, one per member of a fan-out rule
+    queries: int = 0  # SQL statements of the evaluation (steps 1-2)
 
 
 @dataclass
@@ -93,34 +108,107 @@ class _SetAside:
             event_id=f"rule {rule_id} {kind} {now.date().isoformat()}"))
 
 
+@dataclass
+class _Round:
+    """What step 2 writes: every member's new state and the events, as columns."""
+
+    states: list[tuple[Any, ...]] = field(default_factory=list)
+    events: list[tuple[Any, ...]] = field(default_factory=list)
+
+    def extend(self, other: _Round) -> None:
+        self.states += other.states
+        self.events += other.events
+
+
+def _decide_rule(rule: Rule, members: set[str], measured: Measured,
+                 states: dict[tuple[int, str], State], now: datetime) -> _Round:
+    """One rule's members assessed and decided (pure; raises on a bug in its data)."""
+    out = _Round()
+    end = window_end(now)
+    empty = empty_window(end - timedelta(minutes=rule.window_minutes), end)
+    for member in sorted(members):
+        key = (rule.rule_id, member)
+        windows = measured.windows.get(key, {})
+        verdict = assess(rule, windows.get("now", empty), before=windows.get("before"),
+                         week_ago=windows.get("week_ago"), baseline=measured.baselines.get(key),
+                         quota=measured.quotas.get(key), now=now)
+        state, event = decide(rule, verdict, states.get(key), now)
+        out.states.append((rule.rule_id, member, state.firing, verdict.value, state.since, now,
+                           state.last_notified_at))
+        if event is not None:
+            out.events.append((rule.rule_id, rule.project_id, event.kind, event.value,
+                               rule.threshold, verdict.window_start, verdict.window_end, now,
+                               event.delivery, member,
+                               json.dumps(verdict.detail, default=str)))
+    return out
+
+
+def _write(conn: psycopg.Connection[Any], changes: _Round) -> None:
+    conn.execute(_UPSERT_STATES, [list(col) for col in zip(*changes.states, strict=True)]
+                 if changes.states else [[]] * 7)
+    if changes.events:
+        conn.execute(_ADD_EVENTS, [list(col) for col in zip(*changes.events, strict=True)])
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluated:
+    """What steps 1–2 did."""
+
+    rules: int
+    events: int
+    members: int  # member states written
+    queries: int  # SQL statements
+    seconds: dict[str, float]  # per measuring query, and the write
+
+
 def evaluate(conn: psycopg.Connection[Any], now: datetime,
-             aside: _SetAside | None = None) -> tuple[int, int]:
-    """Steps 1–2: (rules measured, events recorded)."""
+             aside: _SetAside | None = None) -> Evaluated:
+    """Steps 1–2: measure, decide, record."""
     aside = aside if aside is not None else _SetAside()
     measured, unmeasured = measure_each(conn, now)
     for rule_id, exc in unmeasured:
         aside.add(None, rule_id, "unmeasurable", exc, now)
-    events = 0
+    members = measured.member_index()
+    per_rule: dict[int, _Round] = {}
     with conn.transaction():
-        states = {row[0]: State(row[1], row[2], row[3]) for row in conn.execute(
-            _STATES, [[rule.rule_id for rule, _ in measured]]).fetchall()}
-        for rule, window in measured:  # one step per rule
+        states: dict[tuple[int, str], State] = {}
+        for rid, member, firing, since, last in conn.execute(
+                _STATES, [list(measured.rules)]).fetchall():
+            states[(rid, member)] = State(firing, since, last)
+            if firing:  # a firing member that left the data resolves (or stays, if empty)
+                members.setdefault(rid, set()).add(member)
+        for rule in measured.rules.values():  # one step per rule member, no SQL
+            mine = members.get(rule.rule_id, set())
+            if rule.scope == "rule":
+                mine = mine | {""}
             try:
-                with conn.transaction():  # a savepoint: a failing rule leaves no trace
-                    state, event, value = decide(rule, window, states.get(rule.rule_id), now)
-                    conn.execute(_UPSERT_STATE, (rule.rule_id, state.firing, value,
-                                                 state.since, now, state.last_notified_at))
-                    if event is not None:
-                        conn.execute(_ADD_EVENT, (rule.rule_id, rule.project_id, event.kind,
-                                                  event.value, rule.threshold, window.start,
-                                                  window.end, now, event.delivery))
-            except (psycopg.DataError, psycopg.IntegrityError, ArithmeticError, KeyError,
-                    TypeError, ValueError) as exc:
+                per_rule[rule.rule_id] = _decide_rule(rule, mine, measured, states, now)
+            except (ArithmeticError, KeyError, TypeError, ValueError) as exc:
                 aside.add(rule, rule.rule_id, "unevaluable", exc, now)
-                continue
-            events += event is not None
-    EVENTS_IN.labels(COMPONENT).inc(len(measured))
-    return len(measured), events
+        everything = _Round()
+        for changes in per_rule.values():
+            everything.extend(changes)
+        started = time.perf_counter()
+        try:
+            with conn.transaction():
+                _write(conn, everything)
+        except (psycopg.DataError, psycopg.IntegrityError) as exc:
+            log.warning("recording the round at once failed (%s); rule by rule",
+                        str(exc).strip().splitlines()[0])
+            for rid, changes in per_rule.items():  # a savepoint per rule (the rare path)
+                try:
+                    with conn.transaction():
+                        _write(conn, changes)
+                except (psycopg.DataError, psycopg.IntegrityError) as one:
+                    aside.add(measured.rules[rid], rid, "unevaluable", one, now)
+                    changes.events.clear()
+            everything = _Round()
+            for changes in per_rule.values():
+                everything.extend(changes)
+    seconds = {**measured.seconds, "write": time.perf_counter() - started}
+    EVENTS_IN.labels(COMPONENT).inc(len(measured.rules))
+    return Evaluated(len(measured.rules), len(everything.events), len(everything.states),
+                     measured.queries + 3, seconds)
 
 
 def deliver(conn: psycopg.Connection[Any], notifier: Notifier,
@@ -130,8 +218,8 @@ def deliver(conn: psycopg.Connection[Any], notifier: Notifier,
     delivered = failed = 0
     budget = settings.attempts_per_round * settings.max_rounds
     for row in conn.execute(_PENDING).fetchall():
-        event_id, kind, value, start, end, at, tried = row[:7]
-        notice = Notice(event_id, Rule(*row[7:]), kind, value, start, end, at)
+        event_id, kind, value, start, end, at, tried, member, detail = row[:9]
+        notice = Notice(event_id, Rule(*row[9:]), kind, value, start, end, at, member, detail)
         try:
             outcome = notifier.send(notice)
         except Exception as exc:  # noqa: BLE001 - e.g. a target httpx cannot parse
@@ -164,7 +252,7 @@ def run_round(settings: AlertingSettings, now: datetime | None = None,
             if not try_round_lock(conn):
                 log.info("alerting round skipped: another evaluator holds the round lock")
                 return RoundStats(0, 0, 0, 0, skipped=True)
-            rules, events = evaluate(conn, now or datetime.now(UTC), aside)
+            done = evaluate(conn, now or datetime.now(UTC), aside)
             delivered, failed = deliver(conn, sender, settings, aside)
             if aside.letters:
                 with conn.transaction():
@@ -172,7 +260,8 @@ def run_round(settings: AlertingSettings, now: datetime | None = None,
     finally:
         if own:
             sender.close()
-    return RoundStats(rules, events, delivered, failed, len(aside.letters))
+    return RoundStats(done.rules, done.events, delivered, failed, len(aside.letters),
+                      members=done.members, queries=done.queries)
 
 
 def run_forever(settings: AlertingSettings, *, ops: ComponentOps | None = None,

@@ -13,6 +13,7 @@ import {
 } from "./format.js";
 import { renderConsumers, renderCountries, renderEndpoints, renderStatus } from "./panels.js";
 import { renderDeadLetters, renderPipeline } from "./pipeline.js";
+import { ALERTS, renderFiring, renderHistory, setChartRange } from "./alerts.js";
 
 const KEY_STORAGE = "turnstile.readKey";
 const RANGES = { "1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400 };
@@ -30,6 +31,7 @@ let liveTimer = null;
 
 const call = (path, params) => api(path, params, state.key);
 const callPipeline = (path, params) => api(path, params, state.key, PIPELINE);
+const callAlerts = (path, params) => api(path, params, state.key, ALERTS);
 const panelContext = () => ({ filters: state.filters, sort: state.sort, onFilter: addFilter });
 const drawEndpoints = () => renderEndpoints(state.endpoints, panelContext());
 
@@ -159,6 +161,8 @@ async function load() {
     countries: call("countries", { start: rng.start, end: rng.end, limit: 8, ...filters }),
     pipeline: callPipeline("health"),
     deadLetters: callPipeline("dead-letters", { since: rng.start, until: rng.end, limit: 1 }),
+    alertsFiring: callAlerts("firing"),
+    alertsHistory: callAlerts("events", { start: rng.start, end: rng.end, limit: 200 }),
   };
   const names = Object.keys(parts);
   const settled = await Promise.allSettled(Object.values(parts));
@@ -178,6 +182,7 @@ async function load() {
     endpoints: (body) => { state.endpoints = body.endpoints; drawEndpoints(); },
     consumers: (body) => renderConsumers(body, panelContext()),
     pipeline: renderPipeline, deadLetters: renderDeadLetters,
+    alertsFiring: renderFiring, alertsHistory: renderHistory,
   };
   for (const name of names) {
     if (results[name]) {
@@ -209,7 +214,8 @@ function renderErrors(errors) {
   if (!errors.length) { banner.hidden = true; return; }
   const labels = { historical: "Charts and totals", status: "Status codes",
                    endpoints: "Endpoints", consumers: "Consumers", countries: "Countries",
-                   pipeline: "Pipeline health", deadLetters: "Dead letters" };
+                   pipeline: "Pipeline health", deadLetters: "Dead letters",
+                   alertsFiring: "Firing alerts", alertsHistory: "Alert history" };
   banner.append(h("strong", { text: "Some data could not be loaded. " }));
   for (const [name, err] of errors) {
     const status = err.status ? " (" + err.status + ")" : "";
@@ -317,6 +323,7 @@ function renderHistorical(hist) {
     { label: "p95", color: "--c-p95", values: series.map((p) => p.latency_p95_ms), fmt: fmtMs },
     { label: "p99", color: "--c-p99", values: series.map((p) => p.latency_p99_ms), fmt: fmtMs },
   ], fmtMsAxis);
+  setChartRange(xs); // alert markers follow the charts' time axis
   $("main").classList.toggle("empty", requests === 0);
 }
 

@@ -2,7 +2,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from alerting.decide import State, decide
+from alerting.assess import assess
+from alerting.decide import State
+from alerting.decide import decide as decide_state
 from alerting.rules import Rule, Window, value_of
 from schemas.alerts import AlertTargetPolicy
 
@@ -19,6 +21,13 @@ def rule(**kw) -> Rule:
 
 def window(requests=100, errors=0, p95=None) -> Window:
     return Window(requests, errors, 0, 10.0 * requests, None, p95, None, T0, T0)
+
+
+def decide(r, w, state, now):
+    """The threshold type's assessment, then the state machine, as a round does them."""
+    verdict = assess(r, w, now=now)
+    new, event = decide_state(r, verdict, state, now)
+    return new, event, verdict.value
 
 
 def test_a_breach_fires_once_then_resolves_with_a_notification():
