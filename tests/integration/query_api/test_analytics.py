@@ -1,5 +1,6 @@
 import csv
 import io
+import time
 from datetime import timedelta
 
 import pytest
@@ -199,12 +200,19 @@ def test_every_aggregate_of_a_width_gives_a_range_the_same_totals(world, stack):
                 if seconds == 86400:
                     start = start.replace(hour=0, minute=0, second=0)
                     end = (end + timedelta(days=1)).replace(hour=0, minute=0, second=0)
-                answers = {t: conn.execute(
-                    f"SELECT {', '.join(measures)} FROM {t} WHERE project_id = %s"  # noqa: S608
-                    " AND bucket >= %s AND bucket < %s",
-                    (world.a.project_id, start, end)).fetchone() for t in tables}
+                # A background refresh finishing between two of these reads can move a
+                # watermark under one of them for that instant (seen once in a full run):
+                # a difference must not outlive a re-read a second later.
+                for _ in range(3):
+                    answers = {t: conn.execute(
+                        f"SELECT {', '.join(measures)} FROM {t} WHERE project_id = %s"  # noqa: S608
+                        " AND bucket >= %s AND bucket < %s",
+                        (world.a.project_id, start, end)).fetchone() for t in tables}
+                    if len(set(answers.values())) == 1:
+                        break
+                    time.sleep(1.0)
                 assert answers[tables[0]][0], (seconds, start)
-                assert len(set(answers.values())) == 1, answers
+                assert len(set(answers.values())) == 1, (seconds, start, answers)
 
 
 def test_historical_reads_the_project_totals_and_agrees_with_the_breakdowns(world):
