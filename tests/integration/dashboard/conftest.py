@@ -8,6 +8,7 @@ of the API's code.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import socket
 import threading
@@ -157,17 +158,24 @@ def site(stack, tmp_path_factory) -> Iterator[Site]:
     settings = QuerySettings(database=DatabaseSettings(url=stack.database_url),
                              lake=LakeSettings(uri=str(lake)),
                              pool_max_size=4)
+    with serve_query_api(settings, "dashboard-api") as url:
+        yield Site(url, pid, read_key, seed, now)
+
+
+@contextlib.contextmanager
+def serve_query_api(settings: QuerySettings, name: str) -> Iterator[str]:
+    """The query API on a free port in a thread of this process; yields its base URL."""
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
                                            log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, name="dashboard-api", daemon=True)
+    thread = threading.Thread(target=server.run, name=name, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
     while not server.started:
         assert thread.is_alive() and time.monotonic() < deadline, "query API did not start"
         time.sleep(0.05)
     try:
-        yield Site(f"http://127.0.0.1:{port}/", pid, read_key, seed, now)
+        yield f"http://127.0.0.1:{port}/"
     finally:
         server.should_exit = True
         thread.join(timeout=15)

@@ -4,7 +4,6 @@ what its per-minute figures average over."""
 from __future__ import annotations
 
 import re
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -12,16 +11,14 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
-import uvicorn
 
-from query_api.app import create_app
 from query_api.settings import QuerySettings
 from schemas import keystore
 from schemas.keys import KeyKind
 from schemas.lake import LakeSettings
 from schemas.metric_policies import refresh_aggregates
 from schemas.settings import DatabaseSettings
-from tests.integration.dashboard.conftest import _free_port
+from tests.integration.dashboard.conftest import serve_query_api
 from tests.integration.dashboard.test_dashboard_browser import sign_in, wait_loaded
 from tests.integration.query_api.fixtures import Metric, insert_metrics
 
@@ -42,20 +39,8 @@ def new_site(stack, tmp_path_factory) -> Iterator[tuple[str, str]]:
     settings = QuerySettings(database=DatabaseSettings(url=stack.database_url),
                              lake=LakeSettings(uri=str(tmp_path_factory.mktemp("new-lake"))),
                              pool_max_size=2)
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, name="new-stack-api", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "query API did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}/", read_key
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
+    with serve_query_api(settings, "new-stack-api") as url:
+        yield url, read_key
 
 
 @pytest.fixture
