@@ -15,7 +15,8 @@ cd "$(dirname "$0")/.."
 REPO=$PWD
 
 VENV=.venv
-PG_PACKAGES=(postgresql-15 postgresql-15-tdigest)
+# hll: mergeable unique counts (unique IPs / consumers) in the real-time store
+PG_PACKAGES=(postgresql-15 postgresql-15-tdigest postgresql-15-hll)
 # What building TimescaleDB needs; postgresql-server-dev-15 pins the server's own version.
 BUILD_PACKAGES=(postgresql-server-dev-15 cmake gcc make libssl-dev)
 TIMESCALEDB_VERSION=2.28.3
@@ -66,6 +67,8 @@ system_packages() {
     command -v mvn >/dev/null || missing+=(maven)
     # the dashboard's browser test drives Debian's chromium (never a downloaded browser)
     [ -x /usr/bin/chromium ] || missing+=(chromium)
+    # the Redis-counters baseline of benchmarks.pipeline starts its own redis-server
+    command -v redis-server >/dev/null || missing+=(redis-server)
     [ "${#missing[@]}" -eq 0 ] && return
     # Our clusters live in the state folder; a Debian `main` cluster on 5432 would only
     # get in the way (and start at boot), so tell postgresql-common not to create one.
@@ -82,9 +85,18 @@ system_packages() {
     [ "${#server_packages[@]}" -gt 0 ] && refuse_under_running_server "${server_packages[*]}"
     log "apt-get install ${missing[*]}"
     as_root apt-get update -q
+    # Packages like redis-server start a system service on install; ours start their own
+    # servers on 127.0.0.1 and stop them, so no init script may start one (policy-rc.d 101).
+    local policy=/usr/sbin/policy-rc.d own_policy=0
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' | as_root tee "$policy" >/dev/null
+        as_root chmod +x "$policy"; own_policy=1
+    fi
     as_root env DEBIAN_FRONTEND=noninteractive UCF_FORCE_CONFFOLD=1 apt-get install -y -q \
         --no-install-recommends -o Dpkg::Options::=--force-confdef \
         -o Dpkg::Options::=--force-confold "${missing[@]}"
+    [ "$own_policy" -eq 1 ] && as_root rm -f "$policy"
+    return 0
 }
 
 pg_libdir() {
