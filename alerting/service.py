@@ -70,8 +70,15 @@ _PENDING = f"""
 SELECT e.event_id, e.kind, e.value, e.window_start, e.window_end, e.at, e.attempts,
        e.member, e.detail, {RULE_COLUMNS}
 FROM alert_events e JOIN alert_rules r USING (rule_id)
-WHERE e.delivery = 'pending'
+WHERE e.delivery = 'pending' AND r.enabled
 ORDER BY e.event_id"""  # noqa: S608 - the columns are Rule's field names
+
+# A rule disabled between a firing and its delivery: the user asked for silence, so the
+# notice is recorded as suppressed (with why), never sent later if the rule comes back.
+_DISABLED = """
+UPDATE alert_events e SET delivery = 'suppressed', delivery_error = 'rule disabled before delivery'
+FROM alert_rules r
+WHERE e.rule_id = r.rule_id AND e.delivery = 'pending' AND NOT r.enabled"""
 
 _RECORD = """
 UPDATE alert_events SET delivery = %s, attempts = attempts + %s, delivery_error = %s
@@ -217,6 +224,7 @@ def deliver(conn: psycopg.Connection[Any], notifier: Notifier,
     aside = aside if aside is not None else _SetAside()
     delivered = failed = 0
     budget = settings.attempts_per_round * settings.max_rounds
+    conn.execute(_DISABLED)
     for row in conn.execute(_PENDING).fetchall():
         event_id, kind, value, start, end, at, tried, member, detail = row[:9]
         notice = Notice(event_id, Rule(*row[9:]), kind, value, start, end, at, member, detail)

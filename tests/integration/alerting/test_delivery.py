@@ -120,6 +120,34 @@ def test_a_round_is_skipped_while_another_session_holds_the_round_lock(
     assert not stats.skipped and (stats.events, stats.delivered) == (1, 1)
 
 
+def test_a_firing_of_a_rule_disabled_before_delivery_is_suppressed_and_never_sent(
+        db, receiver, settings, api):
+    a = tenant(db, "disabled")
+    made = api.post("/api/v1/alerts/rules", headers=a.admin, json=rule(
+        endpoint="/orders", channel="webhook", target=receiver.url + WEBHOOK_PATH)).json()
+    now = datetime.now(UTC)
+    db.execute(
+        "INSERT INTO alert_events (rule_id, project_id, kind, value, threshold, window_start,"
+        " window_end, at, delivery, member, detail) VALUES"
+        " (%s, %s, 'firing', 0.3, 0.1, %s, %s, %s, 'pending', '', '{}')",
+        (made["rule_id"], a.pid, now, now, now))
+    off = api.put(f"/api/v1/alerts/rules/{made['rule_id']}", headers=a.admin,
+                  json=rule(endpoint="/orders", channel="webhook",
+                            target=receiver.url + WEBHOOK_PATH, enabled=False))
+    assert off.status_code == 200, off.text
+    run_round(settings)
+    assert receiver.requests == []
+    assert db.execute("SELECT delivery, delivery_error FROM alert_events WHERE rule_id = %s",
+                      (made["rule_id"],)).fetchall() == [
+        ("suppressed", "rule disabled before delivery")]
+    on = api.put(f"/api/v1/alerts/rules/{made['rule_id']}", headers=a.admin,
+                 json=rule(endpoint="/orders", channel="webhook",
+                           target=receiver.url + WEBHOOK_PATH))
+    assert on.status_code == 200, on.text
+    run_round(settings)  # re-enabled: the old notice stays unsent (no spike, nothing new)
+    assert receiver.requests == []
+
+
 def test_test_fire_sends_a_marked_notice_and_leaves_the_rule_untouched(
         stack, db, receiver, settings, api, monkeypatch):
     a = tenant(db, "testfire")
