@@ -93,6 +93,8 @@ def jobs(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
     return conn.execute(_JOBS).fetchall()
 
 
+ATOMIC_REFRESH = '{"buckets_per_batch": 0}'
+
 _END_OFFSET = """
 SELECT (config->>'end_offset')::interval FROM timescaledb_information.jobs
 WHERE proc_name = 'policy_refresh_continuous_aggregate' AND hypertable_schema = 'public'
@@ -107,7 +109,9 @@ def refresh_aggregates(conn: psycopg.Connection[Any], start: datetime | None,
     start offset (3 days for hours), so minutes written for older buckets (a backfill, a
     replay after a long outage) reach the aggregates through this. Each aggregate stops
     at its policy's end offset before now, so open buckets stay real-time and re-emits
-    into them show at once. ``conn`` must be in autocommit mode.
+    into them show at once. Like the policies (migration 0077), each refresh is one atomic
+    pass (``buckets_per_batch`` 0): a batched refresh commits batch by batch, so a reader
+    could see a level partly materialized. ``conn`` must be in autocommit mode.
     """
     now = datetime.now(UTC)
     for table in ALL_TABLES:
@@ -115,5 +119,6 @@ def refresh_aggregates(conn: psycopg.Connection[Any], start: datetime | None,
             continue
         row = conn.execute(_END_OFFSET, (table.name,)).fetchone()
         until = now - (row[0] if row else SETTLED)
-        conn.execute("CALL refresh_continuous_aggregate(%s, %s, %s)",
-                     (table.name, start, until if end is None else min(end, until)))
+        conn.execute("CALL refresh_continuous_aggregate(%s, %s, %s, false, %s::jsonb)",
+                     (table.name, start, until if end is None else min(end, until),
+                      ATOMIC_REFRESH))
