@@ -92,11 +92,13 @@ system_packages() {
         printf '#!/bin/sh\nexit 101\n' | as_root tee "$policy" >/dev/null
         as_root chmod +x "$policy"; own_policy=1
     fi
+    local status=0
     as_root env DEBIAN_FRONTEND=noninteractive UCF_FORCE_CONFFOLD=1 apt-get install -y -q \
         --no-install-recommends -o Dpkg::Options::=--force-confdef \
-        -o Dpkg::Options::=--force-confold "${missing[@]}"
+        -o Dpkg::Options::=--force-confold "${missing[@]}" || status=$?
+    # removed even when apt-get failed, so a failed install never silences the machine's services
     [ "$own_policy" -eq 1 ] && as_root rm -f "$policy"
-    return 0
+    return "$status"
 }
 
 pg_libdir() {
